@@ -1,0 +1,80 @@
+"""A detector: a layout with its technologies resolved, as a differentiable pytree.
+
+The geometry (:class:`~diffcalo.layout.Layout`) is static; the per-region technologies (their layer
+thicknesses) and cell sizes are pytree leaves, so ``jax.grad`` of anything computed by
+:func:`diffcalo.simulate` flows to them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from diffcalo.layout import Layout
+from diffcalo.technologies import Technology, default_registry
+
+__all__ = ["Detector"]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Detector:
+    """Layout + one :class:`Technology` per region + cell sizes [n_regions] in mm."""
+
+    technologies: tuple[Technology, ...]
+    cell_size_mm: jnp.ndarray
+    layout: Layout = dataclasses.field(metadata=dict(static=True))
+
+    @classmethod
+    def from_layout(cls, layout: Layout, registry=None) -> "Detector":
+        """Validate the layout and resolve its technologies from the registry."""
+        reg = registry or default_registry()
+        layout.validate(reg)
+        techs = []
+        for r in layout.regions:
+            t = reg.get(r.technology)
+            if r.sections == 1 and t.n_sections > 1:
+                t = dataclasses.replace(t, sections=None)
+            techs.append(t)
+        return cls(technologies=tuple(techs),
+                   cell_size_mm=jnp.asarray([r.cell_size_mm for r in layout.regions], dtype=float),
+                   layout=layout)
+
+    @property
+    def n_regions(self) -> int:
+        return len(self.technologies)
+
+    @property
+    def n_sections(self) -> int:
+        """Sections of the output clusters: the largest number over the regions."""
+        return max(t.n_sections for t in self.technologies)
+
+    def replace_region(self, index: int, *, technology: Technology | None = None,
+                       cell_size_mm=None) -> "Detector":
+        """A copy with region ``index``'s technology and/or cell size replaced (cell size may be traced)."""
+        techs = list(self.technologies)
+        if technology is not None:
+            techs[index] = technology
+        cells = self.cell_size_mm if cell_size_mm is None else self.cell_size_mm.at[index].set(cell_size_mm)
+        return dataclasses.replace(self, technologies=tuple(techs), cell_size_mm=cells)
+
+    def with_thickness(self, index: int, *, absorber_mm=None, active_mm=None) -> "Detector":
+        """A copy with region ``index``'s absorber and/or active thickness replaced (may be traced)."""
+        t = self.technologies[index].with_thickness(absorber_mm=absorber_mm, active_mm=active_mm)
+        return self.replace_region(index, technology=t)
+
+    def sampling_fraction(self):
+        """Visible fraction of EM energy per region and output section: [n_regions, n_sections].
+
+        Multiply cluster energies (EM scale) by it to get the energy deposited in the active medium.
+        """
+        rows = []
+        for t in self.technologies:
+            sf = t.layer_sampling_fraction()
+            edges = t.section_layer_edges()
+            vals = [jnp.mean(sf[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+            vals += [vals[-1]] * (self.n_sections - len(vals))
+            rows.append(jnp.stack(vals))
+        return jnp.stack(rows)

@@ -1,0 +1,278 @@
+"""The ECAL wall: a grid of square modules, nested rectangular regions and a beam hole.
+
+Coordinates: the wall is centred on the beam at (0, 0), x horizontal, y vertical, in mm. Regions
+are rectangles of whole modules centred on the beam, listed from the innermost to the outermost;
+a point belongs to the innermost region whose rectangle contains it. The outermost region's
+rectangle is the whole wall. Cells tile each module (cell size = module size / n); the cell grid of
+a region starts at the wall's lower-left corner, so cell edges line up with module edges.
+
+Presets: :func:`lhcb_current`, :func:`lhcb_upgrade2_baseline`, :func:`luxe`, :func:`toy`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Region", "Layout", "lhcb_current", "lhcb_upgrade2_baseline", "luxe", "toy", "PRESETS",
+           "preset", "STATUS_OK", "STATUS_BEAM_HOLE", "STATUS_OUTSIDE"]
+
+STATUS_OK = 0
+STATUS_BEAM_HOLE = 1
+STATUS_OUTSIDE = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Region:
+    """One region of the wall.
+
+    Attributes:
+        name: label ("inner", "middle", ...).
+        technology: registered technology name.
+        cell_size_mm: cell size; must be allowed by the technology and divide the module size.
+        modules_x, modules_y: the region's outer rectangle in modules, centred on the beam.
+        sections: longitudinal readout sections: ``None`` = the technology's own segmentation,
+            ``1`` = read the whole depth as one section (no split).
+    """
+
+    name: str
+    technology: str
+    cell_size_mm: float
+    modules_x: int
+    modules_y: int
+    sections: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """A wall of ``modules_x`` x ``modules_y`` modules of ``module_mm`` with nested regions.
+
+    Attributes:
+        name: label.
+        module_mm: module size in mm.
+        modules_x, modules_y: wall size in modules.
+        regions: innermost first; the last one covers the whole wall.
+        beam_hole: (modules_x, modules_y) of the central hole, or (0, 0).
+        z_mm: distance of the wall's front face from the interaction point (mm).
+    """
+
+    name: str
+    module_mm: float
+    modules_x: int
+    modules_y: int
+    regions: tuple[Region, ...]
+    beam_hole: tuple[int, int] = (0, 0)
+    z_mm: float = 12620.0
+
+    # ---- validation -----------------------------------------------------------------------------
+    def validate(self, registry=None) -> "Layout":
+        """Check geometry and technologies; raise ValueError naming the field. Returns ``self``."""
+        from diffcalo.technologies import default_registry, validate_cell_size
+
+        reg = registry or default_registry()
+        where = f"layout {self.name!r}"
+        if not (self.module_mm > 0 and math.isfinite(self.module_mm)):
+            raise ValueError(f"{where}: module_mm = {self.module_mm}: must be > 0")
+        if self.modules_x < 1 or self.modules_y < 1:
+            raise ValueError(f"{where}: wall of {self.modules_x} x {self.modules_y} modules: both must be >= 1")
+        if not self.regions:
+            raise ValueError(f"{where}: regions is empty; give at least one region")
+        last = self.regions[-1]
+        if (last.modules_x, last.modules_y) != (self.modules_x, self.modules_y):
+            raise ValueError(
+                f"{where}: regions[{len(self.regions) - 1}] ({last.name!r}) is {last.modules_x} x "
+                f"{last.modules_y} modules; the outermost region must cover the whole wall "
+                f"({self.modules_x} x {self.modules_y})")
+        prev = self.beam_hole
+        for i, r in enumerate(self.regions):
+            f = f"{where}: regions[{i}] ({r.name!r})"
+            if r.technology not in reg:
+                raise ValueError(f"{f}.technology = {r.technology!r}: unknown; available: "
+                                 + ", ".join(reg.available()))
+            tech = reg.get(r.technology)
+            if abs(tech.module_mm - self.module_mm) > 1e-6:
+                raise ValueError(f"{f}.technology = {r.technology!r} has {tech.module_mm:g} mm modules; "
+                                 f"the wall has {self.module_mm:g} mm modules")
+            validate_cell_size(r.cell_size_mm, self.module_mm, tech.cell_sizes_mm, f"{f}.cell_size_mm")
+            if r.modules_x < prev[0] or r.modules_y < prev[1] or (r.modules_x, r.modules_y) == tuple(prev):
+                raise ValueError(f"{f}: {r.modules_x} x {r.modules_y} modules must enclose the region "
+                                 f"inside it ({prev[0]} x {prev[1]})")
+            if prev != (0, 0) and ((r.modules_x - prev[0]) % 2 or (r.modules_y - prev[1]) % 2):
+                raise ValueError(f"{f}: {r.modules_x} x {r.modules_y} modules: the difference to the "
+                                 f"inner rectangle ({prev[0]} x {prev[1]}) must be even so that "
+                                 "regions are centred on whole modules")
+            if r.sections is not None and r.sections not in (1, tech.n_sections):
+                raise ValueError(f"{f}.sections = {r.sections}: allowed 1 (no split) or "
+                                 f"{tech.n_sections} (the technology's segmentation)")
+            prev = (r.modules_x, r.modules_y)
+        return self
+
+    # ---- geometry --------------------------------------------------------------------------------
+    @property
+    def width_mm(self) -> float:
+        return self.modules_x * self.module_mm
+
+    @property
+    def height_mm(self) -> float:
+        return self.modules_y * self.module_mm
+
+    @property
+    def origin_mm(self) -> tuple[float, float]:
+        """Lower-left corner of the wall."""
+        return (-0.5 * self.width_mm, -0.5 * self.height_mm)
+
+    def region_of(self, x, y):
+        """Region index and status of points (jnp, traceable).
+
+        Returns:
+            (region [n] int32 with -1 for the beam hole and -2 outside the wall, status [n] int32).
+        """
+        ax, ay = jnp.abs(x), jnp.abs(y)
+        half = 0.5 * self.module_mm
+        region = jnp.full(jnp.shape(x), -2, dtype=jnp.int32)
+        # Outermost first so that inner rectangles overwrite.
+        for i in reversed(range(len(self.regions))):
+            r = self.regions[i]
+            inside = (ax < r.modules_x * half) & (ay < r.modules_y * half)
+            region = jnp.where(inside, i, region)
+        if self.beam_hole[0] > 0 and self.beam_hole[1] > 0:
+            in_hole = (ax < self.beam_hole[0] * half) & (ay < self.beam_hole[1] * half)
+            region = jnp.where(in_hole, -1, region)
+        status = jnp.where(region >= 0, STATUS_OK, jnp.where(region == -1, STATUS_BEAM_HOLE, STATUS_OUTSIDE))
+        return region, status.astype(jnp.int32)
+
+    def cell_of(self, x, y, cell_size_mm):
+        """Cell indices (ix, iy) on the region's grid and the cell centre, for cell size(s) given."""
+        x0, y0 = self.origin_mm
+        ix = jnp.floor((x - x0) / cell_size_mm).astype(jnp.int32)
+        iy = jnp.floor((y - y0) / cell_size_mm).astype(jnp.int32)
+        cx = x0 + (ix + 0.5) * cell_size_mm
+        cy = y0 + (iy + 0.5) * cell_size_mm
+        return ix, iy, cx, cy
+
+    def lookup(self, x, y):
+        """(x, y) -> region index, status, cell indices and cell centre (numpy, for users).
+
+        Returns a dict of numpy arrays: region, status, ix, iy, cell_x, cell_y, cell_size_mm.
+        """
+        x = np.asarray(x, dtype=float)
+        y = np.asarray(y, dtype=float)
+        region, status = (np.asarray(v) for v in self.region_of(jnp.asarray(x), jnp.asarray(y)))
+        sizes = np.array([r.cell_size_mm for r in self.regions])
+        cell = np.where(region >= 0, sizes[np.clip(region, 0, None)], np.nan)
+        x0, y0 = self.origin_mm
+        with np.errstate(invalid="ignore"):
+            ix = np.floor((x - x0) / cell)
+            iy = np.floor((y - y0) / cell)
+        return dict(region=region, status=status,
+                    ix=np.where(np.isfinite(ix), ix, -1).astype(int),
+                    iy=np.where(np.isfinite(iy), iy, -1).astype(int),
+                    cell_x=x0 + (ix + 0.5) * cell, cell_y=y0 + (iy + 0.5) * cell, cell_size_mm=cell)
+
+    # ---- counting --------------------------------------------------------------------------------
+    def modules_in_region(self, i: int) -> int:
+        """Number of modules in region ``i`` (its rectangle minus the one inside it)."""
+        r = self.regions[i]
+        inner = self.regions[i - 1] if i > 0 else None
+        inner_xy = (inner.modules_x, inner.modules_y) if inner else self.beam_hole
+        return r.modules_x * r.modules_y - inner_xy[0] * inner_xy[1]
+
+    def cells_per_module(self, i: int) -> int:
+        n = round(self.module_mm / self.regions[i].cell_size_mm)
+        return n * n
+
+    def sections_in_region(self, i: int, registry=None) -> int:
+        from diffcalo.technologies import default_registry
+
+        r = self.regions[i]
+        return r.sections if r.sections is not None else (registry or default_registry()).get(r.technology).n_sections
+
+    def channels_in_region(self, i: int, registry=None) -> int:
+        """Readout channels of region ``i``: modules x cells per module x readout sections."""
+        return self.modules_in_region(i) * self.cells_per_module(i) * self.sections_in_region(i, registry)
+
+    def cost(self, registry=None) -> float:
+        """Total cost: modules x cost per module + channels x cost per channel (kCHF)."""
+        from diffcalo.technologies import default_registry
+
+        reg = registry or default_registry()
+        total = 0.0
+        for i, r in enumerate(self.regions):
+            t = reg.get(r.technology)
+            total += self.modules_in_region(i) * t.cost_per_module
+            total += self.channels_in_region(i, reg) * t.cost_per_channel
+        return total
+
+    def table(self, registry=None) -> list[dict]:
+        """One row per region: name, technology, cell size, modules, channels, cost."""
+        from diffcalo.technologies import default_registry
+
+        reg = registry or default_registry()
+        rows = []
+        for i, r in enumerate(self.regions):
+            t = reg.get(r.technology)
+            ch = self.channels_in_region(i, reg)
+            m = self.modules_in_region(i)
+            rows.append(dict(region=r.name, technology=r.technology, cell_size_mm=r.cell_size_mm,
+                             sections=self.sections_in_region(i, reg), modules=m, channels=ch,
+                             cost=m * t.cost_per_module + ch * t.cost_per_channel))
+        return rows
+
+
+def lhcb_current() -> Layout:
+    """The current LHCb ECAL: Shashlik everywhere, 4.04 / 6.06 / 12.12 cm cells,
+    176 / 448 / 2688 modules (64 x 52 wall, 4 x 4 beam hole)."""
+    return Layout(
+        name="lhcb-current", module_mm=121.2, modules_x=64, modules_y=52, beam_hole=(4, 4),
+        regions=(
+            Region("inner", "shashlik", 40.4, 16, 12),
+            Region("middle", "shashlik", 60.6, 32, 20),
+            Region("outer", "shashlik", 121.2, 64, 52),
+        ),
+    )
+
+
+def lhcb_upgrade2_baseline() -> Layout:
+    """A hand-made LHCb Upgrade II baseline: SpaCal-W 1.5 cm cells on the 32 modules around the
+    beam hole, SpaCal-Pb 3 cm cells on the next 144 (the current inner region), Shashlik 6 cm in
+    the middle and 12 cm outside; SpaCal read out in a front and a back section."""
+    return Layout(
+        name="lhcb-upgrade2-baseline", module_mm=121.2, modules_x=64, modules_y=52, beam_hole=(4, 4),
+        regions=(
+            Region("spacal-w", "spacal-w", 15.15, 8, 6),
+            Region("spacal-pb", "spacal-pb", 30.3, 16, 12),
+            Region("middle", "shashlik", 60.6, 32, 20),
+            Region("outer", "shashlik", 121.2, 64, 52),
+        ),
+    )
+
+
+def luxe() -> Layout:
+    """The LUXE ECAL: 20 layers W/Si, 110 x 11 pads of 5 mm (10 sensors of 55 mm), at z = 0."""
+    return Layout(name="luxe", module_mm=55.0, modules_x=10, modules_y=1, z_mm=0.0,
+                  regions=(Region("sensors", "siw", 5.0, 10, 1),))
+
+
+def toy() -> Layout:
+    """The 8 x 8 x 17 toy calorimeter (one 240 mm module of 30 mm cells)."""
+    return Layout(name="toy", module_mm=240.0, modules_x=1, modules_y=1, z_mm=0.0,
+                  regions=(Region("toy", "toy-scint", 30.0, 1, 1),))
+
+
+PRESETS = {
+    "lhcb-current": lhcb_current,
+    "lhcb-upgrade2-baseline": lhcb_upgrade2_baseline,
+    "luxe": luxe,
+    "toy": toy,
+}
+
+
+def preset(name: str) -> Layout:
+    """A preset layout by name; the error lists the presets."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise KeyError(f"unknown layout preset {name!r}; available: {', '.join(PRESETS)}") from None
