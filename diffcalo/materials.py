@@ -32,6 +32,7 @@ import jax.numpy as jnp
 
 __all__ = [
     "ES_MEV",
+    "HOMOGENEOUS_FS",
     "Material",
     "MATERIALS",
     "get_material",
@@ -40,6 +41,10 @@ __all__ = [
     "StackProperties",
     "stack_properties",
 ]
+
+#: Sampling frequency that marks a homogeneous medium (no passive material): GFlash's sampling
+#: corrections, all proportional to 1/F_S or to (1 - e/mip), then vanish.
+HOMOGENEOUS_FS = 1e9
 
 #: Scale energy E_s = m_e c^2 sqrt(4 pi / alpha) in MeV (Moliere radius R_M = X0 E_s / E_c).
 ES_MEV = 21.2052
@@ -264,12 +269,21 @@ def stack_properties(passive: Sequence[tuple[Material, jnp.ndarray]],
 
     def mean_z(group):
         masses = [m.density * jnp.asarray(t) for m, t in group]
-        return sum(mj * m.z for mj, (m, _) in zip(masses, group)) / sum(masses)
+        total = sum(masses)
+        return sum(mj * m.z for mj, (m, _) in zip(masses, group)) / jnp.where(total > 0, total, 1.0), total
 
     act_loss = sum(m.dedx_min * m.density * jnp.asarray(t) for m, t in active)
     pas_loss = sum(m.dedx_min * m.density * jnp.asarray(t) for m, t in passive) if passive else 0.0
     mip_fraction = act_loss / (act_loss + pas_loss)
-    e_over_mip = (1.0 / (1.0 + 0.007 * (mean_z(passive) - mean_z(active)))) if passive else jnp.asarray(1.0)
+    z_act, _ = mean_z(active)
+    if passive:
+        z_pas, pas_mass = mean_z(passive)
+        sampling = pas_mass > 0
+    else:
+        z_pas, sampling = z_act, jnp.asarray(False)
+    # A stack without passive material is homogeneous: e/mip = 1 and no sampling corrections
+    # (F_S -> infinity, represented by HOMOGENEOUS_FS).
+    e_over_mip = jnp.where(sampling, 1.0 / (1.0 + 0.007 * (z_pas - z_act)), 1.0)
     k = active[0][0].sampling_constant
     if k is None:
         raise ValueError(f"stack_properties: {active[0][0].name} has no sampling constant; "
@@ -280,7 +294,7 @@ def stack_properties(passive: Sequence[tuple[Material, jnp.ndarray]],
         moliere_radius_mm=10.0 * ES_MEV / ec_over_x0 / density,
         ec_mev=x0_gcm2 * ec_over_x0,
         z_eff=sum(wj * m.z for wj, (m, _) in zip(w, pieces)),
-        sampling_frequency=x0_mm / (total_t / n_layers),
+        sampling_frequency=jnp.where(sampling, x0_mm / (total_t / n_layers), HOMOGENEOUS_FS),
         e_over_mip=jnp.asarray(e_over_mip),
         mip_fraction=mip_fraction,
         sampling_fraction=e_over_mip * mip_fraction,

@@ -14,6 +14,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax.scipy.special import gammainc
 
+from diffcalo.materials import HOMOGENEOUS_FS
+
 __all__ = ["longitudinal_parameters", "sample_shape", "longitudinal_fractions", "radial_parameters",
            "longitudinal_pdf"]
 
@@ -33,7 +35,8 @@ def longitudinal_parameters(energy_gev, ec_mev, z_eff, sampling_frequency, e_ove
         \sigma_{\ln T} = 1/(-2.5 + 1.25\ln y), \quad \sigma_{\ln\alpha} = 1/(-0.82 + 0.79\ln y),
         \quad \rho = 0.784 - 0.023\ln y
 
-    with y = E/E_c. Photons shift T by :data:`PHOTON_DEPTH_SHIFT_X0`. Sigmas are clamped to
+    with y = E/E_c (homogeneous media, F_S = :data:`~diffcalo.materials.HOMOGENEOUS_FS`: the
+    homogeneous sigmas 1/(-1.4 + 1.26 ln y), 1/(-0.58 + 0.86 ln y) and rho = 0.705 - 0.023 ln y). Photons shift T by :data:`PHOTON_DEPTH_SHIFT_X0`. Sigmas are clamped to
     <= 0.5 as in Geant4, and the logs are guarded so low energies give finite values.
 
     Returns:
@@ -45,9 +48,10 @@ def longitudinal_parameters(energy_gev, ec_mev, z_eff, sampling_frequency, e_ove
     alpha_hom = 0.81 + (0.458 + 2.26 / z_eff) * ln_y
     t_sam = jnp.maximum(t_hom - 0.55 / sampling_frequency - 0.69 * (1.0 - e_over_mip), 0.5)
     alpha_sam = jnp.maximum(alpha_hom - 0.476 / sampling_frequency, 1.2)
-    sigma_t = 1.0 / jnp.maximum(-2.5 + 1.25 * ln_y, 2.0)
-    sigma_a = 1.0 / jnp.maximum(-0.82 + 0.79 * ln_y, 2.0)
-    rho = jnp.clip(0.784 - 0.023 * ln_y, -0.99, 0.99)
+    homogeneous = sampling_frequency >= HOMOGENEOUS_FS
+    sigma_t = 1.0 / jnp.maximum(jnp.where(homogeneous, -1.4 + 1.26 * ln_y, -2.5 + 1.25 * ln_y), 2.0)
+    sigma_a = 1.0 / jnp.maximum(jnp.where(homogeneous, -0.58 + 0.86 * ln_y, -0.82 + 0.79 * ln_y), 2.0)
+    rho = jnp.clip(jnp.where(homogeneous, 0.705, 0.784) - 0.023 * ln_y, -0.99, 0.99)
     return jnp.log(t_sam), jnp.log(alpha_sam), sigma_t, sigma_a, rho
 
 
