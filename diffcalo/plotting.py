@@ -1,0 +1,120 @@
+"""Pictures: layouts on the wall and example clusters (matplotlib, Agg backend, PNG files)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+__all__ = ["plot_layout", "plot_clusters", "TECHNOLOGY_COLOURS"]
+
+TECHNOLOGY_COLOURS = {
+    "spacal-w": "#1b5e9e",
+    "spacal-pb": "#4fa3d9",
+    "shashlik": "#f2b134",
+    "siw": "#8e6bbf",
+    "toy-scint": "#7fbf7b",
+}
+
+
+def _blend(colour, weight):
+    """``colour`` mixed with white: weight 1 = the colour itself."""
+    from matplotlib.colors import to_rgb
+
+    return tuple(weight * c + (1 - weight) for c in to_rgb(colour))
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_layout(layout, path, *, registry=None, title: str | None = None) -> pathlib.Path:
+    """Draw a layout: regions coloured by technology, the cell grid, the beam hole; save a PNG.
+
+    Args:
+        layout: a :class:`~diffcalo.layout.Layout`.
+        path: output file (PNG).
+        registry: technology registry (default: the global one).
+        title: figure title (default: layout name, channels and cost).
+
+    Returns:
+        The path written.
+    """
+    from matplotlib.collections import LineCollection
+    from matplotlib.patches import Patch, Rectangle
+
+    plt = _pyplot()
+    rows = layout.table(registry)
+    fig, ax = plt.subplots(figsize=(9, 9 * layout.height_mm / layout.width_mm + 1.2), dpi=110)
+    m = layout.module_mm
+    seen = {}
+    palette = iter(["#d95f5f", "#5fd9a6", "#b65fd9", "#d9c45f", "#5f7cd9"])
+    for i in reversed(range(len(layout.regions))):
+        r = layout.regions[i]
+        colour = TECHNOLOGY_COLOURS.get(r.technology) or seen.get(r.technology) or next(palette)
+        shade = 0.45 + 0.55 * (i + 1) / len(layout.regions)
+        hx, hy = r.modules_x * m / 2, r.modules_y * m / 2
+        fill = _blend(colour, shade)
+        ax.add_patch(Rectangle((-hx, -hy), 2 * hx, 2 * hy, facecolor=fill, edgecolor="k", lw=1.2))
+        c = r.cell_size_mm
+        xs = np.arange(-hx, hx + 1e-6, c)
+        ys = np.arange(-hy, hy + 1e-6, c)
+        segs = [[(x, -hy), (x, hy)] for x in xs] + [[(-hx, y), (hx, y)] for y in ys]
+        lw = 0.15 if c < m else 0.35
+        ax.add_collection(LineCollection(segs, colors="k", linewidths=lw, alpha=0.6))
+        key = f"{r.technology} {c / 10:g} cm" + (f", {rows[i]['sections']} sections" if rows[i]["sections"] > 1 else "")
+        seen.setdefault(r.technology, colour)
+        seen[key] = (fill, rows[i])
+    if layout.beam_hole[0] > 0:
+        bx, by = layout.beam_hole[0] * m / 2, layout.beam_hole[1] * m / 2
+        ax.add_patch(Rectangle((-bx, -by), 2 * bx, 2 * by, facecolor="white", edgecolor="k", lw=1.2, hatch="//"))
+    handles = [Patch(facecolor=v[0], edgecolor="k", label=f"{k}: {v[1]['modules']} modules, {v[1]['channels']} ch")
+               for k, v in seen.items() if isinstance(v, tuple)]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=8, frameon=False)
+    ax.set_xlim(-layout.width_mm / 2, layout.width_mm / 2)
+    ax.set_ylim(-layout.height_mm / 2, layout.height_mm / 2)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x [mm]")
+    ax.set_ylabel("y [mm]")
+    total_ch = sum(r["channels"] for r in rows)
+    ax.set_title(title or f"{layout.name}: {total_ch} channels, cost {layout.cost(registry):.0f} kCHF")
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_clusters(clusters, path, *, n: int = 6) -> pathlib.Path:
+    """Draw the first ``n`` clusters, one column each and one row per readout section (log colour)."""
+    from matplotlib.colors import LogNorm
+
+    plt = _pyplot()
+    e = np.asarray(clusters.energy)[:n]
+    n = e.shape[0]
+    n_sec = e.shape[1]
+    fig, axes = plt.subplots(n_sec, n, figsize=(2.2 * n, 2.2 * n_sec + 0.6), squeeze=False, dpi=100)
+    vmax = max(float(e.max()), 1e-3)
+    for j in range(n):
+        for s in range(n_sec):
+            ax = axes[s, j]
+            img = np.clip(e[j, s], vmax * 1e-4, None)
+            ax.imshow(img, origin="lower", norm=LogNorm(vmin=vmax * 1e-4, vmax=vmax), cmap="viridis")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if s == 0:
+                ax.set_title(f"E={float(clusters.e_true[j]):.1f} GeV", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"section {s}", fontsize=8)
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
