@@ -266,6 +266,14 @@ def floor_rate(counts: dict[str, int], per_op: dict[str, dict[str, float]], impl
     return 1.0 / sum(c * cost(op) for op, c in counts.items())
 
 
+def _load() -> str:
+    """The 1/5/15-minute load averages, for judging whether the timings were disturbed."""
+    try:
+        return " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 # ---- main ----------------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -301,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{np.__version__}, scipy {scipy.__version__}, python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs; NumPy peer dtype {np.dtype(peer.DTYPE).name}, JAX dtype "
           f"{particles.energy.dtype}")
+    print(f"  load average at start {_load()} (other processes on the machine distort the timings)")
     print()
 
     mean_np, shapes = check_mean(det, particles, model, batch, slabs)
@@ -372,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"    JAX floor with jnp.arctan instead of fast_arctan: {floor_j_atan:12,.0f} clusters/s")
         print(f"    machine floor (faster of JAX/NumPy per op): {best:12,.0f} clusters/s; best measured "
               f"{n / min(med['JAX', mode], med['NumPy', mode]):,.0f}")
+    print(f"  load average at end {_load()}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,107 @@
+"""Physics validation: published numbers (PDG, LHCb) and the Geant4 LUXE reference showers.
+
+The figures are computed by :mod:`diffcalo.validation` (``diffcalo validate`` prints them). Where the
+model misses a target of the issue, the test states the target and is marked ``xfail(strict=True)``
+with the measured figure in its reason: it keeps asserting the target, and fails loudly as soon as a
+model change makes it pass (so the mark must then be removed).
+"""
+
+import numpy as np
+import pytest
+
+from diffcalo import validation
+
+
+@pytest.fixture(scope="module")
+def shashlik():
+    return validation.shashlik_resolution(per_energy=3000)
+
+
+def test_shashlik_stochastic_term_within_15_percent_of_10_percent(shashlik):
+    fit = shashlik["fit"]
+    assert 0.085 <= fit.stochastic <= 0.115, str(fit)
+
+
+def test_shashlik_constant_term_near_one_percent(shashlik):
+    # "near 1 %": LHCb quotes ~1 % (test beam 0.8 %); accepted band 0.5-2 %.
+    fit = shashlik["fit"]
+    assert 0.005 <= fit.constant <= 0.02, str(fit)
+
+
+def test_shashlik_response_is_flat(shashlik):
+    resp = shashlik["response"]
+    assert np.ptp(resp) < 0.02 and 0.95 < resp.mean() < 1.0
+
+
+def test_shower_maximum_grows_like_log_energy():
+    s = validation.shower_maximum_scaling("siw")
+    # t_max = ln(E / Ec) + C: slope 1 X0 per unit ln E
+    assert s["slope"] == pytest.approx(1.0, abs=0.1)
+    assert np.all(np.diff(s["t_max_x0"]) > 0)
+
+
+@pytest.mark.parametrize("technology", [
+    "shashlik", "siw", "spacal-w",
+    pytest.param("spacal-pb", marks=pytest.mark.xfail(
+        strict=True, reason="measured 93.1 %: the fibre-rich Pb/polystyrene mix (e/mip 0.65, F_S 7) gets "
+        "a larger core fraction from GFlash's sampling corrections")),
+])
+def test_about_90_percent_within_one_moliere_radius(technology):
+    assert validation.moliere_containment(technology, energy=10.0) == pytest.approx(0.90, abs=0.03)
+    assert validation.moliere_containment(technology, energy=10.0, radius_rm=3.5) > 0.97
+
+
+# ---- Geant4 reference (LUXE W/Si, electrons 3-20 GeV) --------------------------------------------------
+@pytest.fixture(scope="module")
+def g4():
+    return validation.compare_geant4_luxe()
+
+
+@pytest.mark.xfail(strict=True, reason="measured: model 1.084 % vs Geant4 1.315 % (-17.6 %); the GFlash "
+                   "e/mip = 1/(1 + 0.007 (Z_pas - Z_act)) = 0.70 is below Geant4's 0.83 for thin Si")
+def test_geant4_sampling_fraction_within_5_percent(g4):
+    assert g4["sampling_fraction_sim"] == pytest.approx(g4["sampling_fraction_g4"], rel=0.05)
+
+
+def test_geant4_sampling_fraction_is_flat_in_energy(g4):
+    sf = [r["sampling_fraction_sim"] for r in g4["per_energy"]]
+    sf_g4 = [r["sampling_fraction_g4"] for r in g4["per_energy"]]
+    assert np.ptp(sf) / np.mean(sf) < 0.02 and np.ptp(sf_g4) / np.mean(sf_g4) < 0.02
+
+
+@pytest.mark.xfail(strict=True, reason="measured: stochastic term 17.3 %/sqrt(E) vs Geant4 22.8 % (-24 %); "
+                   "the Si sampling constant comes from CALICE (16.5 % with 0.525 mm Si) and misses the "
+                   "extra fluctuation of 0.32 mm sensors")
+def test_geant4_stochastic_term_within_15_percent(g4):
+    assert g4["fit_sim"].stochastic == pytest.approx(g4["fit_g4"].stochastic, rel=0.15)
+
+
+def test_geant4_resolution_order_of_magnitude(g4):
+    # what the model does reproduce: the resolution falls like 1/sqrt(E) and is within 30 % of Geant4
+    for r in g4["per_energy"]:
+        assert r["resolution_sim"] == pytest.approx(r["resolution_g4"], rel=0.30)
+
+
+@pytest.mark.xfail(strict=True, reason="measured max deviation in the layers holding 80 % of the energy: "
+                   "17 % (3 GeV), 15.4 % (5 GeV), 13.5 % (10 GeV), 7 % (15 GeV), 14 % (20 GeV); the model "
+                   "starts showers slightly early at low energy")
+def test_geant4_profile_shape_within_15_percent(g4):
+    assert g4["max_profile_deviation"] < 0.15
+
+
+def test_geant4_profile_shape_within_20_percent(g4):
+    for r in g4["per_energy"]:
+        assert r["max_profile_deviation"] < 0.20, (r["energy"], r["max_profile_deviation"])
+
+
+@pytest.mark.xfail(strict=True, reason="measured: 3x3 0.840 vs Geant4 0.764, 5x5 0.926 vs 0.885: the GFlash "
+                   "radial profile is narrower than Geant4's in this W/Si stack with air gaps")
+def test_geant4_containment_within_0_03(g4):
+    assert g4["containment3_sim"] == pytest.approx(g4["containment3_g4"], abs=0.03)
+    assert g4["containment5_sim"] == pytest.approx(g4["containment5_g4"], abs=0.03)
+
+
+def test_geant4_containment_ordering(g4):
+    # both agree that 5x5 pads hold 88-93 % and 3x3 76-84 %: within 0.1
+    assert g4["containment3_sim"] == pytest.approx(g4["containment3_g4"], abs=0.1)
+    assert g4["containment5_sim"] == pytest.approx(g4["containment5_g4"], abs=0.05)
