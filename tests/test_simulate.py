@@ -210,3 +210,17 @@ def test_gradients_at_a_cell_edge_match_finite_differences():
         assert float(gc) == pytest.approx(float(_fd(lambda c: f(0.0, cell=c), 5.0, 1e-5)), rel=1e-5, abs=1e-8)
         assert float(ga) == pytest.approx(float(_fd(lambda a: f(0.0, absorber=a), 3.5, 1e-5)), rel=1e-5, abs=1e-8)
         assert min(abs(float(gx)), abs(float(gc)), abs(float(ga))) > 1e-4
+
+
+@pytest.mark.parametrize("lam", [0.3, 2.0, 7.5, 11.9, 12.0, 40.0, 3000.0])
+def test_poisson_counts_mean_variance_and_integers(lam):
+    from diffcalo.simulation.core import poisson_counts
+
+    n = poisson_counts(jax.random.key(0), jnp.full((400_000,), lam))
+    n = np.asarray(n)
+    assert np.all(n == np.round(n)) and n.min() >= 0
+    se = np.sqrt(lam / n.size)
+    assert abs(n.mean() - lam) < 5 * se
+    assert n.var() == pytest.approx(lam, rel=0.02 + 5 * np.sqrt(2 / n.size))
+    if lam == 2.0:
+        assert (n == 0).mean() == pytest.approx(np.exp(-2.0), abs=0.003)

@@ -1,0 +1,180 @@
+"""The ``diffcalo`` command. Thin: parse arguments, call the library, print.
+
+Commands:
+    diffcalo demo          simulate showers on the LHCb Upgrade II baseline and summarise (the main job)
+    diffcalo layout NAME   print a preset layout's regions, channels and cost; draw it (PNG)
+    diffcalo technologies  list the registered module technologies and their effective media
+    diffcalo validate      physics validation figures (LHCb Shashlik, PDG rules, Geant4 LUXE showers)
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+__all__ = ["main"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be >= 1")
+    return v
+
+
+def _cmd_demo(args) -> int:
+    import jax
+    import numpy as np
+    from tqdm import tqdm
+
+    import diffcalo as dc
+    from diffcalo.plotting import plot_clusters, plot_layout
+
+    out = pathlib.Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    layout = dc.layout.preset(args.layout)
+    det = dc.Detector.from_layout(layout)
+    print(f"diffcalo {dc.__version__}: {layout.name}, {len(layout.regions)} regions, "
+          f"{sum(r['channels'] for r in layout.table())} channels, cost {layout.cost():.0f} kCHF")
+    print(f"simulating {args.n} photons per region (log-uniform 2-100 GeV from the interaction point), "
+          f"{args.mode} mode, {args.window}x{args.window}x{det.n_sections} windows")
+    key = jax.random.key(args.seed)
+    rows = []
+    first = None
+    for i, region in enumerate(tqdm(layout.regions, desc="regions", unit="region", disable=args.quiet)):
+        key, k_gun, k_sim = jax.random.split(key, 3)
+        p = dc.gun(k_gun, args.n, layout, region=i, energy=dc.log_uniform_energy(2.0, 100.0))
+        t0 = time.perf_counter()
+        c = jax.block_until_ready(dc.simulate(det, p, key=k_sim, mode=args.mode, window=args.window))
+        first_call = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        jax.block_until_ready(dc.simulate(det, p, key=k_sim, mode=args.mode, window=args.window))
+        rate = args.n / (time.perf_counter() - t0)
+        e = np.asarray(c.energy)
+        k = args.window // 2
+        total = e.sum(axis=(1, 2, 3)) / np.asarray(c.e_true)
+        seed = e[:, :, k, k].sum(axis=1) / e.sum(axis=(1, 2, 3))
+        c3 = e[:, :, k - 1:k + 2, k - 1:k + 2].sum(axis=(1, 2, 3)) / e.sum(axis=(1, 2, 3)) if k >= 1 else seed
+        front = e[:, 0].sum(axis=(1, 2)) / e.sum(axis=(1, 2, 3))
+        rows.append((region.name, region.technology, region.cell_size_mm, layout.sections_in_region(i),
+                     float(total.mean()), float(total.std()), float(seed.mean()), float(c3.mean()),
+                     float(front.mean()), rate, first_call))
+        if first is None or region.technology.startswith("spacal-w"):
+            first = c
+    header = (f"{'region':<11}{'technology':<11}{'cell mm':>8}{'sect':>5}{'<sum/E>':>9}{'rms':>7}"
+              f"{'seed':>7}{'3x3':>7}{'front':>7}{'clusters/s':>12}{'compile s':>10}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r[0]:<11}{r[1]:<11}{r[2]:>8.2f}{r[3]:>5d}{r[4]:>9.3f}{r[5]:>7.3f}{r[6]:>7.3f}{r[7]:>7.3f}"
+              f"{r[8]:>7.3f}{r[9]:>12.0f}{r[10]:>10.1f}")
+    print("(sum/E: window sum over true energy; seed, 3x3: fractions of the window sum; front: fraction in "
+          "the front section; rates from a second, compiled call)")
+    lp = plot_layout(layout, out / "layout.png")
+    cp = plot_clusters(first, out / "clusters.png")
+    print(f"wrote {lp} and {cp}")
+    return 0
+
+
+def _cmd_layout(args) -> int:
+    import diffcalo as dc
+    from diffcalo.plotting import plot_layout
+
+    layout = dc.layout.preset(args.name).validate()
+    print(f"{layout.name}: {layout.modules_x} x {layout.modules_y} modules of {layout.module_mm:g} mm, "
+          f"beam hole {layout.beam_hole[0]} x {layout.beam_hole[1]}")
+    print(f"{'region':<11}{'technology':<11}{'cell mm':>8}{'sections':>9}{'modules':>9}{'channels':>10}{'cost kCHF':>11}")
+    for r in layout.table():
+        print(f"{r['region']:<11}{r['technology']:<11}{r['cell_size_mm']:>8.2f}{r['sections']:>9d}"
+              f"{r['modules']:>9d}{r['channels']:>10d}{r['cost']:>11.0f}")
+    print(f"total cost {layout.cost():.0f} kCHF")
+    if args.output:
+        print(f"wrote {plot_layout(layout, args.output)}")
+    return 0
+
+
+def _cmd_technologies(args) -> int:
+    from diffcalo.technologies import available, get
+
+    print(f"{'name':<12}{'layers':>7}{'sect':>5}{'depth X0':>9}{'X0 mm':>7}{'R_M mm':>8}{'f_samp':>8}"
+          f"{'a %':>6}  cells mm / description")
+    for name in available():
+        t = get(name)
+        s = t.summary()
+        cells = ", ".join(f"{c:g}" for c in t.cell_sizes_mm)
+        print(f"{name:<12}{s['n_layers']:>7d}{s['n_sections']:>5d}{s['depth_x0']:>9.1f}{s['x0_mm']:>7.2f}"
+              f"{s['moliere_radius_mm']:>8.1f}{s['sampling_fraction']:>8.4f}{100 * s['sampling_term']:>6.1f}"
+              f"  {cells} / {t.description}")
+    return 0
+
+
+def _cmd_validate(args) -> int:
+    from diffcalo import validation
+
+    print("LHCb Shashlik, photons 2-100 GeV, 5x5 window, realistic mode:")
+    sh = validation.shashlik_resolution(per_energy=args.n)
+    print(f"  {sh['fit']}   (target ~10 %/sqrt(E) (+) ~1 %)")
+    print("Shower maximum vs ln E (siw, electrons):")
+    sm = validation.shower_maximum_scaling("siw")
+    print(f"  slope {sm['slope']:.3f} X0 per unit ln E (target 1), t_max = "
+          + ", ".join(f"{t:.2f}" for t in sm["t_max_x0"]) + " X0 at " + ", ".join(f"{e:g}" for e in sm["energies"]) + " GeV")
+    print("Fraction within one Moliere radius (10 GeV, target ~0.90):")
+    for t in ("shashlik", "siw", "spacal-w", "spacal-pb"):
+        print(f"  {t:<10} {validation.moliere_containment(t):.3f}")
+    print("Geant4 LUXE electrons (tests/data/geant4):")
+    g = validation.compare_geant4_luxe(args.geant4) if args.geant4 else validation.compare_geant4_luxe()
+    print(f"  sampling fraction  model {100 * g['sampling_fraction_sim']:.3f} %   Geant4 {100 * g['sampling_fraction_g4']:.3f} %")
+    print(f"  resolution fit     model {g['fit_sim']}\n                     Geant4 {g['fit_g4']}")
+    print(f"  3x3 containment    model {g['containment3_sim']:.3f}   Geant4 {g['containment3_g4']:.3f}")
+    print(f"  5x5 containment    model {g['containment5_sim']:.3f}   Geant4 {g['containment5_g4']:.3f}")
+    for r in g["per_energy"]:
+        print(f"  {r['energy']:5.1f} GeV: sigma/E model {r['resolution_sim']:.4f} Geant4 {r['resolution_g4']:.4f}; "
+              f"profile max deviation over the layers with 80 % of the energy {100 * r['max_profile_deviation']:.1f} %")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffcalo", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="simulate showers on a preset layout and summarise (the main job)")
+    p.add_argument("--layout", default="lhcb-upgrade2-baseline", help="preset name (default: %(default)s)")
+    p.add_argument("-n", type=_positive_int, default=20000, help="photons per region (default: %(default)s)")
+    p.add_argument("--mode", choices=("relaxed", "realistic"), default="realistic")
+    p.add_argument("--window", type=_positive_int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default="diffcalo-output", help="directory for the PNG files")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("layout", help="print and draw a preset layout")
+    p.add_argument("name", help="preset: lhcb-current, lhcb-upgrade2-baseline, luxe, toy")
+    p.add_argument("-o", "--output", help="PNG file to draw the layout into")
+    p.set_defaults(func=_cmd_layout)
+    p = sub.add_parser("technologies", help="list the registered module technologies")
+    p.set_defaults(func=_cmd_technologies)
+    p = sub.add_parser("validate", help="print the physics validation figures")
+    p.add_argument("-n", type=_positive_int, default=3000, help="photons per energy for the Shashlik fit")
+    p.add_argument("--geant4", help="Geant4 LUXE reference file (default: the tests' copy)")
+    p.set_defaults(func=_cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo" and args.window % 2 == 0:
+        print(f"diffcalo demo: --window {args.window}: must be odd", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"diffcalo {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
