@@ -60,33 +60,47 @@ def binned_resolution(e_true, e_reco):
     return energies, np.array(res), np.array(err), np.array(resp)
 
 
-def fit_resolution(energies, resolution, errors, *, fit_noise: bool = True) -> ResolutionFit:
-    r"""Weighted least-squares fit of :math:`\sigma/E = a/\sqrt{E} \oplus b \oplus c/E`.
+def fit_resolution(energies, resolution, errors, *, fit_constant: bool = True,
+                   fit_noise: bool = True) -> ResolutionFit:
+    r"""Weighted least-squares fit of :math:`\sigma/E = a/\sqrt{E} \oplus b \oplus c/E` (a, b, c >= 0).
 
     Args:
         energies: [m] GeV.
         resolution: [m] sigma/E.
         errors: [m] uncertainties of sigma/E.
-        fit_noise: fit c too (else c = 0).
+        fit_constant: fit b (else b = 0).
+        fit_noise: fit c (else c = 0).
+
+    A term that ends on its bound (0) has no covariance; its error is reported as infinite.
     """
-    from scipy.optimize import curve_fit
+    import warnings
+
+    from scipy.optimize import OptimizeWarning, curve_fit
 
     e = np.asarray(energies, dtype=float)
     r = np.asarray(resolution, dtype=float)
     s = np.asarray(errors, dtype=float)
-    npar = 3 if fit_noise else 2
+    free = [True, fit_constant, fit_noise]
+    npar = sum(free)
     if e.size <= npar:
         raise ValueError(f"fit_resolution: {e.size} points for {npar} parameters; need more energies")
 
-    def model(e, a, b, c=0.0):
+    def full(params):
+        it = iter(params)
+        return [next(it) if f else 0.0 for f in free]
+
+    def model(e, *params):
+        a, b, c = full(params)
         return np.sqrt(a * a / e + b * b + (c / e) ** 2)
 
-    p0 = [0.1, 0.01, 0.01][:npar]
-    popt, pcov = curve_fit(model, e, r, p0=p0, sigma=s, absolute_sigma=True, maxfev=20000)
-    popt = np.abs(popt)
+    p0 = [v for v, f in zip([0.1, 0.01, 0.01], free) if f]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OptimizeWarning)
+        popt, pcov = curve_fit(model, e, r, p0=p0, sigma=s, absolute_sigma=True, maxfev=20000,
+                               bounds=(0.0, np.inf))
     perr = np.sqrt(np.clip(np.diag(pcov), 0, None))
+    perr = np.where(np.isfinite(perr), perr, np.inf)
     chi2 = float((((model(e, *popt) - r) / s) ** 2).sum())
-    if not fit_noise:
-        popt = np.append(popt, 0.0)
-        perr = np.append(perr, 0.0)
-    return ResolutionFit(*map(float, popt), *map(float, perr), chi2=chi2, ndf=int(e.size - npar))
+    values = full(popt)
+    errs = [float(x) for x in full(perr)]
+    return ResolutionFit(*map(float, values), *errs, chi2=chi2, ndf=int(e.size - npar))

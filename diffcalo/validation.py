@@ -42,10 +42,10 @@ def shashlik_resolution(*, energies=(2.0, 5.0, 10.0, 20.0, 50.0, 100.0), per_ene
     return dict(fit=fit, energies=e, resolution=res, resolution_err=err, response=resp)
 
 
-def _mean_profile_parameters(tech, energy, pid, n_slabs_per_layer=1):
+def _mean_profile_parameters(tech, energy, pid):
     """Mean (T, alpha) and per-layer mean fractions of one technology at one energy (z1 = z2 = 0)."""
     reg_det = Detector(technologies=(tech,), cell_size_mm=jnp.asarray([tech.module_mm]), layout=_dummy_layout(tech))
-    tab = {k: v[0] for k, v in region_tables(reg_det, n_slabs_per_layer, False).items()}
+    tab = {k: v[0] for k, v in region_tables(reg_det, max(4, tech.n_sections), False).items()}
     mlt, mla, st, sa, rho = gflash.longitudinal_parameters(
         jnp.asarray(energy), tab["ec_mev"], tab["z_eff"], tab["sampling_frequency"], tab["e_over_mip"],
         jnp.asarray(pid == PHOTON))
@@ -159,7 +159,9 @@ def compare_geant4_luxe(path: str | pathlib.Path = GEANT4_LUXE_FILE, *, seed: in
     for name, arr in (("sim", sim), ("g4", g4)):
         tot = arr.sum(axis=(1, 2, 3))
         e, res, err, _ = binned_resolution(e_true, tot)
-        result[f"fit_{name}"] = fit_resolution(e, res, err, fit_noise=False)
+        # pure stochastic term: with five energies from 3 to 20 GeV a free constant term is
+        # not constrained and makes the comparison of a fragile
+        result[f"fit_{name}"] = fit_resolution(e, res, err, fit_constant=False, fit_noise=False)
         result[f"containment3_{name}"] = float(containment(arr, 1).mean())
         result[f"containment5_{name}"] = float(containment(arr, 2).mean())
         result[f"sampling_fraction_{name}"] = float((tot / (e_true * 1000.0)).mean())
