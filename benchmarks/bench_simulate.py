@@ -17,12 +17,11 @@ transcendental operations per cluster, measures the machine's raw throughput of 
 ``jax.jit`` (and in NumPy) on arrays of the size one batch needs, and prints the resulting floor:
 the clusters/s the model would reach if only those operations cost anything.
 
-Run (from the repository root; the default run takes a few minutes on a 2-core machine, most of it
-in JAX's realistic mode)::
+Run from the repository root (the default run takes about a minute on a 2-core machine)::
 
     .venv/bin/python benchmarks/bench_simulate.py
     .venv/bin/python benchmarks/bench_simulate.py --quick          # 10k clusters, smoke test
-    .venv/bin/python benchmarks/bench_simulate.py --batch 200000 --repeats 5 --slabs 3
+    .venv/bin/python benchmarks/bench_simulate.py --batch 200000 --repeats 5 --depth-nodes 6
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ import functools
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -46,16 +46,18 @@ import scipy.special
 import diffcalo as dc
 from diffcalo.layout import STATUS_OK
 from diffcalo.particles import PHOTON
+from diffcalo.simulation import DEFAULT_DEPTH_NODES
 from diffcalo.simulation.cells import fast_arctan
-from diffcalo.simulation.core import _shower_cells, region_tables
+from diffcalo.simulation.core import _shower_cells, poisson_counts, region_tables
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy_peer as peer  # noqa: E402
 
 WINDOW = 5
 REGION = "spacal-w"
-#: ``diffcalo.simulate``'s default ``slabs_per_section`` in window mode (``None`` resolves to it).
-SIMULATE_DEFAULT_SLABS = 2
+GUN_SEED = 0
+#: Root seed of the simulate keys; must differ from GUN_SEED (see ``main``).
+SIMULATE_SEED = 1
 MODES = ("relaxed", "realistic")
 TARGET_RATE = 300_000.0
 TARGET_SPEEDUP = 4.0
@@ -64,20 +66,20 @@ STOCHASTIC_TOL = 3e-3    # mean cluster sum, JAX vs NumPy, relative
 
 
 # ---- JAX reference for the fluctuation-free check ---------------------------------------------------------
-@functools.partial(jax.jit, static_argnames=("window", "slabs_per_section"))
+@functools.partial(jax.jit, static_argnames=("window", "depth_nodes"))
 def jax_mean_cells(detector: dc.Detector, particles: dc.Particles, z: jnp.ndarray, window: int,
-                   slabs_per_section: int) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Mean cell energies [n, L, K, K] and leakage [n] from diffcalo's kernel with explicit normals z [n, 2].
+                   depth_nodes: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Mean cell energies [n, L, K, K] and leakage [n] from diffcalo's kernel with explicit normals z [2, n].
 
     Mirrors the window-mode path of ``diffcalo.simulation.core._simulate_jit`` up to (not including)
-    the fluctuations: same tables, region lookup, impact-cell frame and vmapped ``_shower_cells``.
+    the fluctuations: same tables, region lookup, impact-cell frame and batch-last ``_shower_cells``.
     """
     layout = detector.layout
-    tables = region_tables(detector, slabs_per_section, False)
+    tables = region_tables(detector, depth_nodes, False)
     region, status = layout.region_of(particles.x, particles.y)
     ok = status == STATUS_OK
     ridx = jnp.clip(region, 0, detector.n_regions - 1)
-    tab = {k: v[ridx] for k, v in tables.items()}
+    tab = {k: jnp.moveaxis(v[ridx], 0, -1) for k, v in tables.items()}      # batch last
     cell = detector.cell_size_mm[ridx]
     energy = jnp.where(ok & (particles.energy > 0), particles.energy, 1.0)
     x0, y0 = layout.origin_mm
@@ -85,12 +87,11 @@ def jax_mean_cells(detector: dc.Detector, particles: dc.Particles, z: jnp.ndarra
     iy = jnp.floor((particles.y - y0) / cell).astype(jnp.int32)
     ax0 = particles.x - (x0 + (ix + 0.5) * cell)
     ay0 = particles.y - (y0 + (iy + 0.5) * cell)
-    edges = (jnp.arange(window + 1) - 0.5 * window)[None, :] * cell[:, None]
-    kernel = jax.vmap(_shower_cells, in_axes=(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None))
-    mean, leakage = kernel(energy, particles.pid == PHOTON, ax0, ay0, particles.tx, particles.ty,
-                           z[:, 0], z[:, 1], edges, edges, tab, detector.n_sections)
-    mean = mean * tab["section_mask"][:, :, None, None]
-    return jnp.where(ok[:, None, None, None], mean, 0.0), jnp.where(ok, leakage, 0.0)
+    edges = (jnp.arange(window + 1) - 0.5 * window)[:, None] * cell[None, :]   # [K+1, n]
+    mean, leakage = _shower_cells(energy, particles.pid == PHOTON, ax0, ay0, particles.tx, particles.ty,
+                                  z[0], z[1], edges, edges, tab)
+    mean = jnp.where(ok, mean * tab["section_mask"][:, None, None, :], 0.0)
+    return jnp.moveaxis(mean, -1, 0), jnp.where(ok, leakage, 0.0)
 
 
 def check(condition: bool, message: str) -> None:
@@ -100,11 +101,11 @@ def check(condition: bool, message: str) -> None:
 
 
 def check_mean(det: dc.Detector, particles: dc.Particles, model: peer.PeerModel, batch: peer.Batch,
-               slabs: int) -> tuple[np.ndarray, dict]:
+               depth_nodes: int) -> tuple[np.ndarray, dict]:
     """Fluctuation-free comparison with the same shape normals; returns the NumPy means and shapes."""
-    z = np.random.default_rng(12345).standard_normal((batch.n, 2), dtype=peer.DTYPE)
-    mean_j, leak_j = (np.asarray(a) for a in jax_mean_cells(det, particles, jnp.asarray(z), WINDOW, slabs))
-    mean_n, sh = peer.mean_cells(model, batch, z[:, 0], z[:, 1])
+    z = np.random.default_rng(12345).standard_normal((2, batch.n), dtype=peer.DTYPE)
+    mean_j, leak_j = (np.asarray(a) for a in jax_mean_cells(det, particles, jnp.asarray(z), WINDOW, depth_nodes))
+    mean_n, sh = peer.mean_cells(model, batch, z[0], z[1])
     check(mean_j.shape == mean_n.shape, f"shapes differ: JAX {mean_j.shape}, NumPy {mean_n.shape}")
     tot_j = mean_j.reshape(batch.n, -1).sum(axis=1, dtype=np.float64)
     tot_n = mean_n.reshape(batch.n, -1).sum(axis=1, dtype=np.float64)
@@ -118,8 +119,11 @@ def check_mean(det: dc.Detector, particles: dc.Particles, model: peer.PeerModel,
           f"{cell_rel:.2e})")
     print(f"  max |total difference| / total over clusters {tot_rel:.2e};  over the batch {batch_rel:.2e}")
     print(f"  max |leakage difference| {np.abs(leak_j - sh['leakage']).max():.2e}")
+    worst = int(np.argmax(diff.reshape(batch.n, -1).max(axis=1) / tot_n))
     check(cell_rel < MEAN_TOL and tot_rel < MEAN_TOL,
-          f"fluctuation-free means differ by more than {MEAN_TOL:g} of the cluster total")
+          f"fluctuation-free means differ by more than {MEAN_TOL:g} of the cluster total (worst: cluster "
+          f"{worst}, totals JAX {tot_j[worst]:.5f} / NumPy {tot_n[worst]:.5f} GeV). Either diffcalo's model "
+          "changed (update benchmarks/numpy_peer.py) or one implementation is wrong")
     return mean_n, sh
 
 
@@ -160,32 +164,37 @@ def best_time(fn: Callable[[], object], repeats: int = 3) -> float:
 
 
 # ---- transcendental operations and the floor -------------------------------------------------------------------
-def op_counts(k: int, slabs_per_section: int, sections: int, mode: str) -> dict[str, int]:
+def op_counts(k: int, depth_nodes: int, sections: int, mode: str) -> dict[str, int]:
     """Transcendental operations and random variates per cluster of a K x K x sections window.
 
-    Per shower: ln y, ln T_sam, ln alpha_sam (longitudinal) and ln E (radial): 4 logs; sqrt((1 +- rho)/2):
-    2 sqrt; exp for T and alpha: 2 exp; gammainc at the S + 1 slab edges (S = slabs x sections).
-    Per slab: 6 exp for the radial parameters (two tail exponentials, the nested exp(arg - exp(arg))
-    of the core fraction, exp(-tau), exp(-(tau - 1)^2)); per slab and radial component (core, tail):
-    2 (K+1) sqrt (A at the x edges, B at the y edges) and 2 (K+1)^2 arctan on the corner grid.
+    Per shower: ln y, ln T_sam, ln alpha_sam (longitudinal) and ln E (radial): 4 log; sqrt((1 +- rho)/2)
+    and sqrt(alpha) (node depths): 3 sqrt; exp for T and alpha: 2 exp; gammainc at the L section
+    boundaries behind the front face (the CDF there is 0 without a call).
+    Per depth node (S = depth_nodes): 1 ndtri (Wilson-Hilferty depth) and 6 exp for the radial
+    parameters (two tail exponentials, the nested exp(arg - exp(arg)) of the core fraction, exp(-tau),
+    exp(-(tau - 1)^2)); per node and radial component (core, tail): 2 (K+1) sqrt (A at the x edges,
+    B at the y edges) and 2 (K+1)^2 arctan on the corner grid.
     Fluctuations: 2 shape normals and 1 constant-term normal per cluster; per cell, relaxed: 1 sqrt
-    + 1 normal; realistic: 1 Gamma + 1 Poisson + 1 normal variate.
+    + 1 normal; realistic: log-normal sampling (1 log1p, 1 sqrt, 1 exp, 1 normal), 1 Poisson
+    variate (whatever its implementation costs) and 1 noise normal.
     """
-    s = slabs_per_section * sections
+    s = depth_nodes
     cells = sections * k * k
     components = 2
     counts = {
         "arctan": components * s * 2 * (k + 1) ** 2,
-        "sqrt": 2 + components * s * 2 * (k + 1),
+        "sqrt": 3 + components * s * 2 * (k + 1),
         "exp": 2 + 6 * s,
         "log": 4,
-        "gammainc": s + 1,
+        "ndtri": s,
+        "gammainc": sections,
         "normal": 3 + cells,
     }
     if mode == "relaxed":
         counts["sqrt"] += cells
     else:
-        counts["gamma"] = cells
+        for op in ("log", "sqrt", "exp", "normal"):
+            counts[op] += cells
         counts["poisson"] = cells
     return counts
 
@@ -194,8 +203,9 @@ def op_throughput(n: int, counts: dict[str, int], shapes: dict, mean: np.ndarray
                   model: peer.PeerModel) -> dict[str, dict[str, float]]:
     """Seconds per single operation (JAX under jit, NumPy) on arrays of n x count elements.
 
-    Arguments of gammainc, Gamma and Poisson are the model's own (from the fluctuation-free check),
-    tiled to the needed size; the elementwise functions get uniform arguments in a typical range.
+    Arguments of gammainc and Poisson are the model's own (from the fluctuation-free check), tiled
+    to the needed size; the elementwise functions get uniform arguments in a typical range. The
+    Poisson variate is diffcalo's sampler for JAX and ``Generator.poisson`` for NumPy.
     """
     rng = np.random.default_rng(7)
     out: dict[str, dict[str, float]] = {}
@@ -220,13 +230,18 @@ def op_throughput(n: int, counts: dict[str, int], shapes: dict, mean: np.ndarray
     unary("log", n * counts["log"], 0.1, 100.0, jnp.log, np.log)
 
     size = n * counts["gammainc"]
-    t_edges = np.maximum(shapes["rows"]["t_edges"], 0.0)
+    t_edges = np.maximum(shapes["rows"]["t_edges"][:, 1:], 0.0)          # the boundaries behind the front
     a = tiled(np.broadcast_to(shapes["alpha"][:, None], t_edges.shape), size)
     x = tiled(shapes["beta"][:, None] * t_edges, size)
     aj, xj = jnp.asarray(a), jnp.asarray(x)
     f = jax.jit(jax.scipy.special.gammainc)
     out["gammainc"] = dict(jax=best_time(lambda: jax.block_until_ready(f(aj, xj))) / size,
                            numpy=best_time(lambda: scipy.special.gammainc(a, x)) / size)
+    q = rng.uniform(1e-3, 1.0 - 1e-3, n * counts["ndtri"]).astype(np.float32)
+    qj = jnp.asarray(q)
+    f = jax.jit(jax.scipy.special.ndtri)
+    out["ndtri"] = dict(jax=best_time(lambda: jax.block_until_ready(f(qj))) / q.size,
+                        numpy=best_time(lambda: scipy.special.ndtri(q)) / q.size)
 
     size = n * counts["normal"]
     key = jax.random.key(3)
@@ -234,19 +249,13 @@ def op_throughput(n: int, counts: dict[str, int], shapes: dict, mean: np.ndarray
     out["normal"] = dict(jax=best_time(lambda: jax.block_until_ready(f(key))) / size,
                          numpy=best_time(lambda: rng.standard_normal(size, dtype=np.float32)) / size)
 
-    if "gamma" in counts:
-        rows = shapes["rows"]
-        a2 = (rows["sampling_term"] ** 2)[:, None, None, None]
-        size = n * counts["gamma"]
-        shape = tiled(np.maximum(np.maximum(mean, 0.0) / a2, 1e-6), size)
-        lam = tiled(np.maximum(mean, 0.0) * rows["light_yield"][:, None, None, None], size)
-        sj, lj = jnp.asarray(shape), jnp.asarray(lam)
-        fg = jax.jit(lambda k, s: jax.random.gamma(k, s))
-        fp = jax.jit(lambda k, m: jax.random.poisson(k, m))
-        out["gamma"] = dict(jax=best_time(lambda: jax.block_until_ready(fg(key, sj)), 1) / size,
-                            numpy=best_time(lambda: rng.standard_gamma(shape, dtype=np.float32), 1) / size)
-        out["poisson"] = dict(jax=best_time(lambda: jax.block_until_ready(fp(key, lj)), 1) / size,
-                              numpy=best_time(lambda: rng.poisson(lam), 1) / size)
+    if "poisson" in counts:
+        size = n * counts["poisson"]
+        lam = tiled(np.maximum(mean, 0.0) * shapes["rows"]["light_yield"][:, None, None, None], size)
+        lam_j = jnp.asarray(lam)
+        f = jax.jit(poisson_counts)
+        out["poisson"] = dict(jax=best_time(lambda: jax.block_until_ready(f(key, lam_j))) / size,
+                              numpy=best_time(lambda: rng.poisson(lam)) / size)
     return out
 
 
@@ -266,6 +275,19 @@ def floor_rate(counts: dict[str, int], per_op: dict[str, dict[str, float]], impl
     return 1.0 / sum(c * cost(op) for op, c in counts.items())
 
 
+def _revision() -> str:
+    """Git revision of the working tree (with ``+dirty`` if diffcalo/ has uncommitted changes)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "diffcalo"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + ("+dirty" if dirty else "")
+
+
 def _load() -> str:
     """The 1/5/15-minute load averages, for judging whether the timings were disturbed."""
     try:
@@ -280,46 +302,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=100_000, help="clusters per batch (default 100000)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (default 3)")
-    p.add_argument("--slabs", type=int, default=None,
-                   help="slabs_per_section (default: simulate's default, 2 in window mode)")
+    p.add_argument("--depth-nodes", "--slabs", dest="depth_nodes", type=int, default=None,
+                   help="simulate's depth_nodes, radial-profile evaluations per shower (formerly "
+                        "slabs_per_section x sections); default: simulate's default")
     p.add_argument("--quick", action="store_true", help="smoke run: batch 10000")
     args = p.parse_args(argv)
     if args.quick:
         args.batch = 10_000
-    if args.batch < 1 or args.repeats < 1 or (args.slabs is not None and args.slabs < 1):
-        p.error("--batch, --repeats and --slabs must be >= 1")
+    if args.batch < 1 or args.repeats < 1 or (args.depth_nodes is not None and args.depth_nodes < 1):
+        p.error("--batch, --repeats and --depth-nodes must be >= 1")
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     n, repeats = args.batch, args.repeats
-    slabs = SIMULATE_DEFAULT_SLABS if args.slabs is None else args.slabs
-
     det = dc.Detector.from_layout(dc.layout.lhcb_upgrade2_baseline())
-    particles = dc.gun(jax.random.key(0), n, det.layout, region=REGION)
+    # simulate's own resolution of depth_nodes=None in window mode
+    nodes = max(DEFAULT_DEPTH_NODES, det.n_sections) if args.depth_nodes is None else args.depth_nodes
+    particles = dc.gun(jax.random.key(GUN_SEED), n, det.layout, region=REGION)
     jax.block_until_ready(particles)
-    model = peer.PeerModel.from_detector(det, slabs, WINDOW)          # setup, not timed
+    model = peer.PeerModel.from_detector(det, nodes, WINDOW)          # setup, not timed
     batch = peer.batch_from_particles(particles)
     sections = det.n_sections
 
     print(f"diffcalo.simulate vs NumPy peer: {n} clusters, window {WINDOW}x{WINDOW}x{sections}, region "
-          f"{REGION!r}, slabs_per_section {slabs}" + (" (simulate default)" if args.slabs is None else ""))
+          f"{REGION!r}, depth_nodes {nodes}" + (" (simulate default)" if args.depth_nodes is None else ""))
     print(f"  jax {jax.__version__} ({jax.default_backend()}, x64 {jax.config.jax_enable_x64}), numpy "
           f"{np.__version__}, scipy {scipy.__version__}, python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs; NumPy peer dtype {np.dtype(peer.DTYPE).name}, JAX dtype "
           f"{particles.energy.dtype}")
-    print(f"  load average at start {_load()} (other processes on the machine distort the timings)")
+    print(f"  diffcalo revision {_revision()}; load average at start {_load()} "
+          "(other processes on the machine distort the timings)")
     print()
 
-    mean_np, shapes = check_mean(det, particles, model, batch, slabs)
+    mean_np, shapes = check_mean(det, particles, model, batch, nodes)
     print()
 
     runners: dict[tuple[str, str], Callable[[int], np.ndarray]] = {}
     for mode in MODES:
         def run_jax(seed: int, mode: str = mode):
-            clusters = dc.simulate(det, particles, key=jax.random.key(seed), mode=mode,
-                                   window=WINDOW, slabs_per_section=args.slabs)
+            # Not key(seed): simulate(key=key(0)) would reuse the gun's key(0), and the shape normals
+            # would then be drawn from the same bits as the particle energies (fully correlated).
+            key = jax.random.fold_in(jax.random.key(SIMULATE_SEED), seed)
+            clusters = dc.simulate(det, particles, key=key, mode=mode,
+                                   window=WINDOW, depth_nodes=args.depth_nodes)
             return jax.block_until_ready(clusters).energy
 
         def run_numpy(seed: int, mode: str = mode):
@@ -354,18 +381,22 @@ def main(argv: list[str] | None = None) -> None:
     print()
 
     print("Transcendental operations per cluster and the floor (only these operations cost):")
-    all_counts = {mode: op_counts(WINDOW, slabs, sections, mode) for mode in MODES}
+    all_counts = {mode: op_counts(WINDOW, nodes, sections, mode) for mode in MODES}
     union = {**all_counts["relaxed"], **all_counts["realistic"]}
     per_op = op_throughput(n, union, shapes, mean_np, model)
-    print(f"  {'operation':12s} {'relaxed':>8s} {'realistic':>9s} {'JAX ns/op':>10s} {'NumPy ns/op':>12s}")
-    for op in ("arctan", "fast_arctan", "sqrt", "exp", "log", "gammainc", "normal", "gamma", "poisson"):
-        c = [str(all_counts[m].get("arctan" if op == "fast_arctan" else op, 0)) for m in MODES]
-        if op == "fast_arctan":
-            c = ["(=arctan)"] * 2
-        print(f"  {op:12s} {c[0]:>8s} {c[1]:>9s} {per_op[op]['jax'] * 1e9:10.2f} "
-              f"{per_op[op]['numpy'] * 1e9:12.2f}")
-    print(f"  (per-op times on arrays of batch x count elements, float32; jnp under jax.jit; diffcalo uses "
-          f"fast_arctan, the peer np.arctan)")
+    print(f"  {'operation':12s} {'relaxed':>8s} {'realistic':>9s} {'JAX ns/op':>10s} {'NumPy ns/op':>12s} "
+          f"{'JAX ms/batch':>13s} {'NumPy ms/batch':>15s}")
+    for op in ("arctan", "fast_arctan", "sqrt", "exp", "log", "ndtri", "gammainc", "normal", "poisson"):
+        count_op = "arctan" if op == "fast_arctan" else op
+        c = [all_counts[m].get(count_op, 0) for m in MODES]
+        per_batch = (c[0] or c[1]) * n * 1e3                      # relaxed count; realistic for poisson
+        cols = ["-", "-"] if op == "fast_arctan" else [str(v) for v in c]
+        t_j, t_n = per_op[op]["jax"], per_op[op]["numpy"]
+        print(f"  {op:12s} {cols[0]:>8s} {cols[1]:>9s} {t_j * 1e9:10.2f} {t_n * 1e9:12.2f} "
+              f"{t_j * per_batch:13.1f} {t_n * per_batch:15.1f}")
+    print("  (counts per cluster; per-op times on float32 arrays of batch x count elements, jnp under jax.jit;\n"
+          "   diffcalo uses fast_arctan for the arctan count, the NumPy peer np.arctan; poisson: diffcalo's sampler\n"
+          "   vs Generator.poisson; ms/batch with the relaxed counts, the realistic one for poisson)")
     for mode in MODES:
         counts = all_counts[mode]
         total = sum(counts.values())

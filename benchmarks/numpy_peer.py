@@ -2,17 +2,25 @@ r"""A vectorised NumPy/SciPy implementation of diffcalo's window-mode shower mod
 
 This is the comparison point for ``benchmarks/bench_simulate.py``: the code a physicist would write
 for the same model without JAX -- array expressions over the whole particle batch, no Python loop
-over showers (only over the handful of regions, or the two radial components). It reproduces
+over showers (only over the handful of regions, radial components or readout sections). It reproduces
 :func:`diffcalo.simulate` in window mode (K x K cells around the impact cell, every readout section):
 
 1. region and impact-cell lookup on the wall;
-2. GFlash (ln T, ln alpha) from two standard normals, slab fractions from the regularised lower
-   incomplete gamma function (``scipy.special.gammainc``) at the depth-slab edges;
-3. per slab, core and tail radii and core fraction at the slab's mid depth, the shower axis shifted
-   by the incidence slopes, and the closed-form corner integral
+2. GFlash (ln T, ln alpha) from two standard normals; the energy fraction of every readout section
+   from the regularised lower incomplete gamma function (``scipy.special.gammainc``) at the section
+   boundaries; inside each section, S depth nodes (Gauss-Legendre in the shower's own CDF, placed
+   by the Wilson-Hilferty inverse of the Gamma CDF) carrying their quadrature share of the energy;
+3. per node, core and tail radii and core fraction at the node's depth, the shower axis shifted by
+   the incidence slopes to that depth, and the closed-form corner integral
    F(a, b) = (1/2pi) (a/A atan(b/A) + b/B atan(a/B)), A = sqrt(a^2 + R^2), B = sqrt(b^2 + R^2),
    on the (K+1) x (K+1) corner grid, inclusion-exclusion to the K x K cells;
-4. slabs summed into readout sections, then the ``relaxed`` or ``realistic`` fluctuations.
+4. nodes summed into their readout sections, then the ``relaxed`` or ``realistic`` fluctuations.
+
+Realistic mode: the sampling fluctuation is log-normal with mean e and variance a^2 e (as in
+diffcalo), photo-electrons are exact Poisson counts from ``Generator.poisson`` (diffcalo draws them
+with its own loop-free approximation, :func:`diffcalo.simulation.core.poisson_counts`; NumPy's
+exact sampler is what a NumPy user would call), then Gaussian noise, the constant term and the
+zero-suppression threshold.
 
 All per-particle parameters come from :func:`diffcalo.simulation.region_tables` converted to NumPy
 (done once in :meth:`PeerModel.from_detector`, outside any timing). Arithmetic is in float32, like
@@ -25,7 +33,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy.special import gammainc
+from scipy.special import gammainc, ndtri
+
+from diffcalo.materials import HOMOGENEOUS_FS
 
 __all__ = ["PeerModel", "Batch", "batch_from_particles", "lookup", "shower_shapes", "mean_cells",
            "fluctuate", "simulate", "DTYPE"]
@@ -50,7 +60,7 @@ class PeerModel:
         hole_half_mm: half-widths of the beam hole ((0, 0) if none).
         origin_mm: lower-left corner of the wall (where every region's cell grid starts).
         n_sections: readout sections L of the output clusters.
-        slabs_per_section: depth slabs per section.
+        depth_nodes: S, radial-profile evaluations (depth nodes) per shower.
         window: K, the cluster is K x K cells centred on the impact cell.
     """
 
@@ -60,16 +70,21 @@ class PeerModel:
     hole_half_mm: tuple[float, float]
     origin_mm: tuple[float, float]
     n_sections: int
-    slabs_per_section: int
+    depth_nodes: int
     window: int
 
     @classmethod
-    def from_detector(cls, detector, slabs_per_section: int, window: int = 5) -> "PeerModel":
-        """Convert a :class:`diffcalo.Detector` (setup work, not part of the benchmark timing)."""
+    def from_detector(cls, detector, depth_nodes: int, window: int = 5) -> "PeerModel":
+        """Convert a :class:`diffcalo.Detector` (setup work, not part of the benchmark timing).
+
+        Besides the region tables it stores ``node_sec`` [n_regions, S], the readout section of every
+        depth node (the index of the one-hot ``node_section`` row).
+        """
         from diffcalo.simulation import region_tables
 
         tables = {k: np.asarray(v, dtype=DTYPE)
-                  for k, v in region_tables(detector, slabs_per_section, image=False).items()}
+                  for k, v in region_tables(detector, depth_nodes, image=False).items()}
+        tables["node_sec"] = tables["node_section"].argmax(axis=-1).astype(np.intp)
         lay = detector.layout
         half = 0.5 * lay.module_mm
         return cls(
@@ -80,7 +95,7 @@ class PeerModel:
             hole_half_mm=(lay.beam_hole[0] * half, lay.beam_hole[1] * half),
             origin_mm=lay.origin_mm,
             n_sections=detector.n_sections,
-            slabs_per_section=slabs_per_section,
+            depth_nodes=depth_nodes,
             window=window,
         )
 
@@ -143,9 +158,12 @@ def shower_shapes(model: PeerModel, batch: Batch, z1: np.ndarray, z2: np.ndarray
     fs = rows["sampling_frequency"]
     t_sam = np.maximum(t_hom - DTYPE(0.55) / fs - DTYPE(0.69) * (DTYPE(1.0) - rows["e_over_mip"]), DTYPE(0.5))
     alpha_sam = np.maximum(alpha_hom - DTYPE(0.476) / fs, DTYPE(1.2))
-    sigma_t = DTYPE(1.0) / np.maximum(DTYPE(-2.5) + DTYPE(1.25) * ln_y, DTYPE(2.0))
-    sigma_a = DTYPE(1.0) / np.maximum(DTYPE(-0.82) + DTYPE(0.79) * ln_y, DTYPE(2.0))
-    rho = np.clip(DTYPE(0.784) - DTYPE(0.023) * ln_y, DTYPE(-0.99), DTYPE(0.99))
+    hom = fs >= HOMOGENEOUS_FS                  # homogeneous media use Grindhammer-Peters' homogeneous fluctuations
+    sigma_t = DTYPE(1.0) / np.maximum(np.where(hom, DTYPE(-1.4) + DTYPE(1.26) * ln_y,
+                                               DTYPE(-2.5) + DTYPE(1.25) * ln_y), DTYPE(2.0))
+    sigma_a = DTYPE(1.0) / np.maximum(np.where(hom, DTYPE(-0.58) + DTYPE(0.86) * ln_y,
+                                               DTYPE(-0.82) + DTYPE(0.79) * ln_y), DTYPE(2.0))
+    rho = np.clip(np.where(hom, DTYPE(0.705), DTYPE(0.784)) - DTYPE(0.023) * ln_y, DTYPE(-0.99), DTYPE(0.99))
 
     cp = np.sqrt((DTYPE(1.0) + rho) / DTYPE(2.0))
     cm = np.sqrt((DTYPE(1.0) - rho) / DTYPE(2.0))
@@ -153,6 +171,34 @@ def shower_shapes(model: PeerModel, batch: Batch, z1: np.ndarray, z2: np.ndarray
     alpha = np.maximum(np.exp(np.log(alpha_sam) + sigma_a * (cp * z1 - cm * z2)), DTYPE(1.1))
     return dict(rows=rows, ok=ok, cell=model.cell_size_mm[ridx], energy=energy, t_max=t_max, alpha=alpha,
                 beta=(alpha - DTYPE(1.0)) / t_max)
+
+
+def _node_depths(t_edges: np.ndarray, cdf: np.ndarray, node_sec: np.ndarray, q: np.ndarray,
+                 alpha: np.ndarray, beta: np.ndarray):
+    """Depth nodes of the within-section quadrature.
+
+    Node k of section l sits where the shower's Gamma CDF reaches P_lo + (P_hi - P_lo) q_k (Wilson-
+    Hilferty inverse, clamped into the section; the section's midpoint-in-q if it is empty).
+
+    Args:
+        t_edges, cdf: [n, L+1] section boundaries (X0) and the longitudinal CDF there.
+        node_sec: [n, S] section of every node; q: [n, S] its Gauss-Legendre point in [0, 1].
+        alpha, beta: [n] Gamma shape and rate.
+
+    Returns:
+        (p_lo, p_hi, t_lo, t_hi, t_node), each [n, S].
+    """
+    take = lambda v: np.take_along_axis(v, node_sec, axis=1)  # noqa: E731  [n, L] -> [n, S]
+    p_lo, p_hi = take(cdf[:, :-1]), take(cdf[:, 1:])
+    t_lo, t_hi = take(t_edges[:, :-1]), take(t_edges[:, 1:])
+    a, b = alpha[:, None], beta[:, None]
+    z = ndtri(np.clip(p_lo + (p_hi - p_lo) * q, DTYPE(1e-6), DTYPE(1.0 - 1e-6)))
+    base = np.maximum(DTYPE(1.0) - DTYPE(1.0) / (DTYPE(9.0) * a) + z / (DTYPE(3.0) * np.sqrt(a)), DTYPE(0.0))
+    t_node = a / b * base * base * base
+    dt = t_hi - t_lo
+    empty = (p_hi - p_lo < DTYPE(1e-6)) | (dt <= 0)
+    t_node = np.where(empty, t_lo + q * dt, np.clip(t_node, t_lo, t_hi))
+    return p_lo, p_hi, t_lo, t_hi, t_node
 
 
 def _radial_parameters(energy: np.ndarray, tau: np.ndarray, rows: dict[str, np.ndarray]):
@@ -202,12 +248,19 @@ def mean_cells(model: PeerModel, batch: Batch, z1: np.ndarray, z2: np.ndarray):
     rows, energy, t_max = sh["rows"], sh["energy"], sh["t_max"]
     k, n_sec = model.window, model.n_sections
 
-    t_edges = rows["t_edges"]                                                       # [n, S+1]
+    # Longitudinal: exact fractions per readout section, Gauss-Legendre depth nodes inside each.
+    t_edges, z_edges = rows["t_edges"], rows["z_edges"]                             # [n, L+1]
     cdf = gammainc(sh["alpha"][:, None], sh["beta"][:, None] * np.maximum(t_edges, DTYPE(0.0)))
-    frac = np.diff(cdf, axis=1)                                                     # [n, S]
-    leakage = DTYPE(1.0) - frac.sum(axis=1)
-    tau = DTYPE(0.5) * (t_edges[:, 1:] + t_edges[:, :-1]) / t_max[:, None]
-    r_core, r_tail, p_core = _radial_parameters(energy, tau, rows)
+    leakage = DTYPE(1.0) - cdf[:, -1]
+    node_sec, q = rows["node_sec"], rows["node_q"]                                  # [n, S]
+    p_lo, p_hi, t_lo, t_hi, t_node = _node_depths(t_edges, cdf, node_sec, q, sh["alpha"], sh["beta"])
+    frac = (p_hi - p_lo) * rows["node_w"]                                           # [n, S]
+    dt = t_hi - t_lo
+    w = np.where(dt > 0, (t_node - t_lo) / np.where(dt > 0, dt, DTYPE(1.0)), DTYPE(0.5))
+    z_lo = np.take_along_axis(z_edges[:, :-1], node_sec, axis=1)
+    z_hi = np.take_along_axis(z_edges[:, 1:], node_sec, axis=1)
+    z_node = z_lo + w * (z_hi - z_lo)                                               # [n, S] mm
+    r_core, r_tail, p_core = _radial_parameters(energy, t_node / t_max[:, None], rows)
 
     # Window frame: cell edges relative to the impact-cell centre, then to the (slope-shifted) axis.
     cell = sh["cell"]
@@ -215,19 +268,19 @@ def mean_cells(model: PeerModel, batch: Batch, z1: np.ndarray, z2: np.ndarray):
     cx = x0 + (np.floor((batch.x - x0) / cell) + DTYPE(0.5)) * cell
     cy = y0 + (np.floor((batch.y - y0) / cell) + DTYPE(0.5)) * cell
     edges = (np.arange(k + 1, dtype=DTYPE) - DTYPE(0.5 * k))[None, :] * cell[:, None]   # [n, K+1]
-    z_mid = rows["z_mid"]
-    axis_x = (batch.x - cx)[:, None] + batch.tx[:, None] * z_mid                   # [n, S]
-    axis_y = (batch.y - cy)[:, None] + batch.ty[:, None] * z_mid
+    axis_x = (batch.x - cx)[:, None] + batch.tx[:, None] * z_node                  # [n, S]
+    axis_y = (batch.y - cy)[:, None] + batch.ty[:, None] * z_node
     xe = edges[:, None, :] - axis_x[:, :, None]                                    # [n, S, K+1]
     ye = edges[:, None, :] - axis_y[:, :, None]
 
     rm = rows["moliere_radius_mm"][:, None]
-    e_slab = energy[:, None] * frac                                                 # [n, S]
-    slabs = np.zeros(xe.shape[:2] + (k, k), dtype=DTYPE)                            # [n, S, K, K]
-    for radius, weight in ((r_core, e_slab * p_core), (r_tail, e_slab * (DTYPE(1.0) - p_core))):
-        slabs += weight[:, :, None, None] * _grid_integral(xe, ye, radius * rm)
-    n = batch.n
-    cells = slabs.reshape(n, n_sec, -1, k, k).sum(axis=2)                          # [n, L, K, K]
+    e_node = energy[:, None] * frac                                                 # [n, S]
+    nodes = np.zeros(xe.shape[:2] + (k, k), dtype=DTYPE)                            # [n, S, K, K]
+    for radius, weight in ((r_core, e_node * p_core), (r_tail, e_node * (DTYPE(1.0) - p_core))):
+        nodes += weight[:, :, None, None] * _grid_integral(xe, ye, radius * rm)
+    cells = np.empty((batch.n, n_sec, k, k), dtype=DTYPE)                           # nodes -> sections
+    for sec in range(n_sec):
+        cells[:, sec] = ((node_sec == sec)[:, :, None, None] * nodes).sum(axis=1)
     cells *= (rows["section_mask"] * sh["ok"][:, None])[:, :, None, None]
     sh["leakage"] = np.where(sh["ok"], leakage, DTYPE(0.0))
     return cells, sh
@@ -248,10 +301,8 @@ def fluctuate(mean: np.ndarray, rows: dict[str, np.ndarray], rng: np.random.Gene
         return (mean + sd * rng.standard_normal(mean.shape, dtype=DTYPE)) * scale
     if mode != "realistic":
         raise ValueError(f"mode = {mode!r}: allowed 'relaxed' or 'realistic'")
-    has_a = a2 > 0
-    shape = np.where(has_a, e / np.where(has_a, a2, DTYPE(1.0)), DTYPE(1.0))
-    gam = rng.standard_gamma(np.maximum(shape, DTYPE(1e-6)), dtype=DTYPE)           # mean e, var a^2 e
-    e = np.where(has_a, gam * a2, e)
+    sigma2 = np.log1p(a2 / np.where(e > 0, e, DTYPE(1.0)))                          # log-normal: mean e, var a^2 e
+    e = e * np.exp(np.sqrt(sigma2) * rng.standard_normal(mean.shape, dtype=DTYPE) - DTYPE(0.5) * sigma2)
     ly = col("light_yield")
     has_ly = ly > 0
     n_pe = rng.poisson(np.where(has_ly, e * ly, DTYPE(0.0))).astype(DTYPE)          # photo-electrons
