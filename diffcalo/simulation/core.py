@@ -5,12 +5,13 @@ For every particle the simulator
 1. finds the region and the impact cell on the wall (window mode) or uses the whole wall
    (image mode);
 2. draws the shower's (T, alpha) from the GFlash correlated log-normal (two standard normals,
-   reparameterised), and integrates the Gamma profile over depth slabs (``gammainc``), several
-   slabs per readout section;
-3. at each slab's depth evaluates the core + tail radial profile, shifts the shower axis by the
-   incidence slopes, and integrates both components over every cell in closed form
-   (:mod:`diffcalo.simulation.cells`);
-4. sums slabs into readout sections and adds the readout fluctuations.
+   reparameterised) and integrates the Gamma profile exactly over each readout section
+   (``gammainc`` at the section boundaries);
+3. integrates the radial profile over depth by Gauss-Legendre quadrature in the shower's own
+   probability variable (``depth_nodes`` nodes per shower): at each node's depth it evaluates the
+   core + tail radial profile, shifts the shower axis by the incidence slopes, and integrates both
+   components over every cell in closed form (:mod:`diffcalo.simulation.cells`);
+4. sums the nodes into readout sections and adds the readout fluctuations.
 
 Fluctuations. ``relaxed`` (smooth, differentiable): each cell gets one Gaussian with variance
 a^2 e + e / N_pe + sigma_noise^2 (sampling, photo-statistics, noise; e in GeV), and the cluster
@@ -42,6 +43,7 @@ from diffcalo.simulation.cells import grid_integral_batch_last
 __all__ = ["Clusters", "simulate", "MODES", "DEFAULT_DEPTH_NODES", "region_tables", "allocate_depth_nodes"]
 
 MODES = ("relaxed", "realistic")
+_SIMULATE_STREAM = 0x51D0
 #: Radial-profile evaluations per shower in window mode (see :func:`simulate`).
 DEFAULT_DEPTH_NODES = 4
 
@@ -291,7 +293,9 @@ def _simulate_jit(detector: Detector, particles: Particles, key, mode: str, wind
     tab = {k: jnp.moveaxis(v[ridx], 0, -1) for k, v in tables.items()}
     cell = detector.cell_size_mm[ridx]
     energy = jnp.where(ok & (particles.energy > 0), particles.energy, 1.0)
-    k_shape, k_fluct = jax.random.split(key)
+    # A stream of its own: a key the caller also gave to a gun must not tie shower shapes to the
+    # particles' energies or positions.
+    k_shape, k_fluct = jax.random.split(jax.random.fold_in(key, _SIMULATE_STREAM))
     z = jax.random.normal(k_shape, (2, particles.energy.shape[0]), dtype=cell.dtype)
     is_photon = particles.pid == PHOTON
     if image:
@@ -351,7 +355,7 @@ def simulate(detector: Detector, particles: Particles, *, key, mode: str = "rela
     Returns:
         :class:`Clusters`.
 
-    The function is jitted once per (shapes, mode, window, slabs, image, detector structure); a
+    The function is jitted once per (shapes, mode, window, depth_nodes, image, detector structure); a
     second call with new data of the same shapes does not recompile. Under an outer ``jax.jit``
     or ``jax.grad`` the input checks that need concrete values are skipped.
     """
