@@ -165,7 +165,7 @@ def test_gradient_wrt_cell_size_matches_finite_differences(x64_setup):
     with jax.enable_x64(True):
         f = lambda c: _objective(det.replace_region(0, cell_size_mm=c), p, w)
         g = jax.grad(f)(jnp.float64(15.15))
-        fd = _fd(f, 15.15, 1e-4)
+        fd = _fd(f, 15.15, 1e-5)
         assert float(g) == pytest.approx(float(fd), rel=1e-5, abs=1e-8)
         assert abs(float(g)) > 1e-3
 
@@ -190,7 +190,7 @@ def test_gradient_wrt_impact_position_matches_finite_differences(x64_setup):
             return _objective(det, q, w)
 
         g = jax.grad(f)(jnp.float64(0.0))
-        assert float(g) == pytest.approx(float(_fd(f, 0.0, 1e-4)), rel=1e-5, abs=1e-8)
+        assert float(g) == pytest.approx(float(_fd(f, 0.0, 1e-5)), rel=1e-5, abs=1e-8)
 
 
 def test_gradients_at_a_cell_edge_match_finite_differences():
