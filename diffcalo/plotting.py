@@ -24,6 +24,19 @@ def _blend(colour, weight):
     return tuple(weight * c + (1 - weight) for c in to_rgb(colour))
 
 
+def _save(fig, path, tight: bool = True) -> pathlib.Path:
+    """Lay out, write (creating the folder) and close a figure; return the path."""
+    import matplotlib.pyplot as plt
+
+    if tight:
+        fig.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _pyplot():
     import matplotlib
 
@@ -83,12 +96,7 @@ def plot_layout(layout, path, *, registry=None, title: str | None = None) -> pat
     ax.set_ylabel("y [mm]")
     total_ch = sum(r["channels"] for r in rows)
     ax.set_title(title or f"{layout.name}: {total_ch} channels, cost {layout.cost(registry):.0f} kCHF")
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_clusters(clusters, path, *, n: int = 6) -> pathlib.Path:
@@ -105,7 +113,7 @@ def plot_clusters(clusters, path, *, n: int = 6) -> pathlib.Path:
         for s in range(n_sec):
             ax = axes[s, j]
             img = np.clip(e[j, s], vmax * 1e-4, None)
-            ax.imshow(img, origin="lower", norm=LogNorm(vmin=vmax * 1e-4, vmax=vmax), cmap="viridis")
+            im = ax.imshow(img, origin="lower", norm=LogNorm(vmin=vmax * 1e-4, vmax=vmax), cmap="viridis")
             ax.set_xticks([])
             ax.set_yticks([])
             if s == 0:
@@ -113,8 +121,5 @@ def plot_clusters(clusters, path, *, n: int = 6) -> pathlib.Path:
             if j == 0:
                 ax.set_ylabel(f"section {s}", fontsize=8)
     fig.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    fig.colorbar(im, ax=axes, shrink=0.8, label="cell energy [GeV]")
+    return _save(fig, path, tight=False)
