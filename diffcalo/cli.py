@@ -134,7 +134,8 @@ def _cmd_validate(args) -> int:
     print(f"  5x5 containment    model {g['containment5_sim']:.3f}   Geant4 {g['containment5_g4']:.3f}")
     for r in g["per_energy"]:
         print(f"  {r['energy']:5.1f} GeV: sigma/E model {r['resolution_sim']:.4f} Geant4 {r['resolution_g4']:.4f}; "
-              f"profile max deviation over the layers with 80 % of the energy {100 * r['max_profile_deviation']:.1f} %")
+              f"layer profile (layers with 80 % of E): max deviation {100 * r['max_profile_deviation']:.1f} %, "
+              f"beyond 2 standard errors {100 * max(r['max_profile_excess'], 0.0):.1f} %")
     return 0
 
 
