@@ -8,6 +8,7 @@ thicknesses) and cell sizes are pytree leaves, so ``jax.grad`` of anything compu
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +54,18 @@ class Detector:
 
     def replace_region(self, index: int, *, technology: Technology | None = None,
                        cell_size_mm=None) -> "Detector":
-        """A copy with region ``index``'s technology and/or cell size replaced (cell size may be traced)."""
+        """A copy with region ``index``'s technology and/or cell size replaced (cell size may be traced).
+
+        Any positive cell size is accepted here, so that cell sizes can be varied continuously in
+        gradient studies; :meth:`Layout.validate` enforces the allowed sizes that tile a module.
+        """
+        self._check_index(index)
+        if cell_size_mm is not None and not isinstance(cell_size_mm, jax.core.Tracer):
+            v = float(cell_size_mm)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"regions[{index}].cell_size_mm = {v}: must be a positive number of mm")
+        if technology is not None:
+            technology.validate()
         techs = list(self.technologies)
         if technology is not None:
             techs[index] = technology
@@ -61,9 +73,17 @@ class Detector:
         return dataclasses.replace(self, technologies=tuple(techs), cell_size_mm=cells)
 
     def with_thickness(self, index: int, *, absorber_mm=None, active_mm=None) -> "Detector":
-        """A copy with region ``index``'s absorber and/or active thickness replaced (may be traced)."""
+        """A copy with region ``index``'s absorber and/or active thickness replaced (may be traced;
+        concrete values are validated: absorber >= 0, active > 0)."""
+        self._check_index(index)
         t = self.technologies[index].with_thickness(absorber_mm=absorber_mm, active_mm=active_mm)
         return self.replace_region(index, technology=t)
+
+    def _check_index(self, index: int) -> None:
+        if not (isinstance(index, int) and 0 <= index < self.n_regions):
+            names = [r.name for r in self.layout.regions]
+            raise IndexError(f"region index {index!r}: the detector has {self.n_regions} regions "
+                             f"(0..{self.n_regions - 1}: {names})")
 
     def sampling_fraction(self):
         """Visible fraction of EM energy per region and output section: [n_regions, n_sections].

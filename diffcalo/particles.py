@@ -47,6 +47,8 @@ class Particles:
                 field, the first offending index and value).
         """
         energy = np.atleast_1d(np.asarray(energy, dtype=float))
+        if energy.ndim != 1:
+            raise ValueError(f"particles.energy: shape {energy.shape}; expected a 1-D array (one energy per particle)")
         n = energy.shape[0]
         fields = {}
         for name, v in dict(pid=pid, x=x, y=y, tx=tx, ty=ty, time=time).items():
@@ -203,7 +205,13 @@ def gun(key, n: int, layout, *, energy=None, pid: int = PHOTON, region: int | st
             or fixed slopes (tx, ty).
         time: production time in ns.
     """
-    if not (isinstance(n, int) and n >= 1):
+    import operator
+
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise ValueError(f"n = {n!r}: must be an integer >= 1") from None
+    if n < 1:
         raise ValueError(f"n = {n!r}: must be an integer >= 1")
     if pid not in SUPPORTED_PIDS:
         raise ValueError(f"pid = {pid}: supported particle ids are {SUPPORTED_PIDS}")
@@ -211,6 +219,9 @@ def gun(key, n: int, layout, *, energy=None, pid: int = PHOTON, region: int | st
         energy = log_uniform_energy(2.0, 100.0)
     elif isinstance(energy, (int, float)):
         energy = discrete_energy([energy])
+    elif not isinstance(energy, _Spectrum):
+        raise ValueError(f"energy = {energy!r}: give a number (GeV) or a spectrum: uniform_energy(lo, hi), "
+                         "log_uniform_energy(lo, hi) or discrete_energy([...])")
     ke, kp = jax.random.split(key)
     e = energy.sample(ke, n)
     x, y = sample_positions(kp, n, layout, region=region, cell=cell)

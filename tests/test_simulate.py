@@ -300,3 +300,26 @@ def test_float32_reverse_mode_matches_forward_mode_on_a_large_batch(upgrade2):
     _, fwd = jax.jvp(f, (jnp.float32(1.112),), (jnp.float32(1.0),))
     assert float(g) == pytest.approx(float(fwd), rel=1e-4)
     assert float(g) > 0
+
+
+def test_simulate_under_outer_jit_with_closed_over_particles(upgrade2):
+    p = _photons(upgrade2, 64, "middle")
+    f = jax.jit(lambda d: dc.simulate(d, p, key=jax.random.key(0)).energy.sum())
+    assert float(f(upgrade2)) > 0
+
+
+def test_bad_detector_edits_and_keys(upgrade2):
+    with pytest.raises(IndexError, match=r"region index 7: the detector has 4 regions"):
+        upgrade2.replace_region(7, cell_size_mm=20.0)
+    with pytest.raises(ValueError, match=r"regions\[0\].cell_size_mm = -5.0: must be a positive number"):
+        upgrade2.replace_region(0, cell_size_mm=-5.0)
+    with pytest.raises(ValueError, match=r"absorber_mm = -1.0 mm: must be >= 0"):
+        upgrade2.with_thickness(0, absorber_mm=-1.0)
+    with pytest.raises(ValueError, match=r"particles.energy: shape \(1, 2\); expected a 1-D array"):
+        dc.Particles.create(energy=[[1.0, 2.0]], x=[0.0, 0.0], y=[0.0, 0.0])
+    p = _photons(upgrade2, 4, "outer")
+    with pytest.raises(TypeError, match=r"key = 1: expected a single JAX PRNG key, e.g. key=jax.random.key\(0\)"):
+        dc.simulate(upgrade2, p, key=1)
+    with pytest.raises(ValueError, match=r"energy = \(2.0, 100.0\): give a number \(GeV\) or a spectrum"):
+        dc.gun(jax.random.key(0), 4, upgrade2.layout, energy=(2.0, 100.0))
+    assert dc.gun(jax.random.key(0), np.int64(3), upgrade2.layout).n == 3

@@ -417,11 +417,13 @@ def simulate(detector: Detector, particles: Particles, *, key, mode: str = "rela
         if ncell > 100_000:
             raise ValueError(f"image = True: the wall has {ncell:.0f} cells; image mode is for small "
                              "stacks (at most 100000 cells); use window mode")
+    _check_key(key)
     concrete = not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(particles))
     if concrete:
         particles.validate()
-        if on_invalid == "raise":
-            _, status = detector.layout.region_of(particles.x, particles.y)
+        _, status = detector.layout.region_of(particles.x, particles.y)
+        # under an outer jit even closed-over particles give a traced status: skip the check then
+        if on_invalid == "raise" and not isinstance(status, jax.core.Tracer):
             status = np.asarray(status)
             bad = np.flatnonzero(status != STATUS_OK)
             if bad.size:
@@ -430,7 +432,18 @@ def simulate(detector: Detector, particles: Particles, *, key, mode: str = "rela
                 lay = detector.layout
                 raise ValueError(
                     f"particles[{i}] at (x, y) = ({float(particles.x[i]):.1f}, {float(particles.y[i]):.1f}) mm "
-                    f"is {what} ({bad.size} such particles); the wall spans |x| < {lay.width_mm / 2:g}, "
+                    f"is {what} ({bad.size} of {status.size} particles are off the active wall); the wall spans |x| < {lay.width_mm / 2:g}, "
                     f"|y| < {lay.height_mm / 2:g} mm, beam hole {lay.beam_hole[0]} x {lay.beam_hole[1]} "
                     "modules. Pass on_invalid='flag' to keep them with status 1 (beam hole) or 2 (outside)")
     return _simulate_jit(detector, particles, key, mode, window, depth_nodes, image)
+
+
+def _check_key(key) -> None:
+    """A clear error for something that is not a JAX PRNG key (``jax.random.key(seed)``)."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and key.shape == ():
+        return
+    if dtype is not None and dtype == jnp.uint32 and getattr(key, "shape", None) == (2,):
+        return  # legacy raw key from jax.random.PRNGKey
+    raise TypeError(f"key = {key!r}: expected a single JAX PRNG key, e.g. key=jax.random.key(0) "
+                    "(split a key for several calls)")
