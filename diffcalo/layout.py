@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -145,32 +146,52 @@ class Layout:
         return region, status.astype(jnp.int32)
 
     def cell_of(self, x, y, cell_size_mm):
-        """Cell indices (ix, iy) on the region's grid and the cell centre, for cell size(s) given."""
+        """Impact cell of points: global indices (ix, iy) on the region's cell grid and the centre.
+
+        Cells tile modules: the grid restarts at each module's lower-left corner, so a cell size is
+        measured from the module edge (jnp, traceable). The centre is differentiable in the cell
+        size (the indices are not); with a size that tiles the module this is the wall-wide grid.
+
+        Args:
+            x, y: [n] points (mm).
+            cell_size_mm: [n] or scalar cell size (mm).
+
+        Returns:
+            (ix, iy, centre_x, centre_y).
+        """
         x0, y0 = self.origin_mm
-        ix = jnp.floor((x - x0) / cell_size_mm).astype(jnp.int32)
-        iy = jnp.floor((y - y0) / cell_size_mm).astype(jnp.int32)
-        cx = x0 + (ix + 0.5) * cell_size_mm
-        cy = y0 + (iy + 0.5) * cell_size_mm
+        m = self.module_mm
+        c_fixed = jax.lax.stop_gradient(cell_size_mm)
+        per_module = jnp.round(m / c_fixed).astype(jnp.int32)
+
+        def axis(v, v0):
+            module = jnp.floor((v - v0) / m)
+            corner = v0 + module * m
+            local = jnp.floor((v - corner) / c_fixed)
+            return (module.astype(jnp.int32) * per_module + local.astype(jnp.int32),
+                    corner + (local + 0.5) * cell_size_mm)
+
+        ix, cx = axis(x, x0)
+        iy, cy = axis(y, y0)
         return ix, iy, cx, cy
 
     def lookup(self, x, y):
         """(x, y) -> region index, status, cell indices and cell centre (numpy, for users).
 
-        Returns a dict of numpy arrays: region, status, ix, iy, cell_x, cell_y, cell_size_mm.
+        Returns a dict of numpy arrays: region, status, ix, iy, cell_x, cell_y, cell_size_mm
+        (indices -1 and NaN centres for points in the beam hole or off the wall).
         """
-        x = np.asarray(x, dtype=float)
-        y = np.asarray(y, dtype=float)
-        region, status = (np.asarray(v) for v in self.region_of(jnp.asarray(x), jnp.asarray(y)))
-        sizes = np.array([r.cell_size_mm for r in self.regions])
-        cell = np.where(region >= 0, sizes[np.clip(region, 0, None)], np.nan)
-        x0, y0 = self.origin_mm
-        with np.errstate(invalid="ignore"):
-            ix = np.floor((x - x0) / cell)
-            iy = np.floor((y - y0) / cell)
-        return dict(region=region, status=status,
-                    ix=np.where(np.isfinite(ix), ix, -1).astype(int),
-                    iy=np.where(np.isfinite(iy), iy, -1).astype(int),
-                    cell_x=x0 + (ix + 0.5) * cell, cell_y=y0 + (iy + 0.5) * cell, cell_size_mm=cell)
+        x = jnp.asarray(np.asarray(x, dtype=float))
+        y = jnp.asarray(np.asarray(y, dtype=float))
+        region, status = self.region_of(x, y)
+        sizes = jnp.asarray([r.cell_size_mm for r in self.regions])
+        cell = sizes[jnp.clip(region, 0, None)]
+        ix, iy, cx, cy = self.cell_of(x, y, cell)
+        ok = np.asarray(status) == STATUS_OK
+        return dict(region=np.asarray(region), status=np.asarray(status),
+                    ix=np.where(ok, np.asarray(ix), -1), iy=np.where(ok, np.asarray(iy), -1),
+                    cell_x=np.where(ok, np.asarray(cx), np.nan), cell_y=np.where(ok, np.asarray(cy), np.nan),
+                    cell_size_mm=np.where(ok, np.asarray(cell), np.nan))
 
     # ---- counting --------------------------------------------------------------------------------
     def modules_in_region(self, i: int) -> int:

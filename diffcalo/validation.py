@@ -147,12 +147,10 @@ def compare_geant4_luxe(path: str | pathlib.Path = GEANT4_LUXE_FILE, *, seed: in
     sim = np.asarray(c.energy, dtype=np.float32) * (sf[None, :, None, None] * 1000.0).astype(np.float32)
     del c
 
-    pad = det.layout.regions[0].cell_size_mm
-    x0, y0 = det.layout.origin_mm
     def containment(arr, half):
         reps = len(arr) // len(gun_xy)
-        ix = np.floor((np.repeat(gun_xy[:, 0], reps) - x0) / pad).astype(int)
-        iy = np.floor((np.repeat(gun_xy[:, 1], reps) - y0) / pad).astype(int)
+        cells = det.layout.lookup(np.repeat(gun_xy[:, 0], reps), np.repeat(gun_xy[:, 1], reps))
+        ix, iy = cells["ix"], cells["iy"]
         img = arr.sum(axis=1)
         out = np.empty(len(img))
         for i in range(len(img)):

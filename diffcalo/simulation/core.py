@@ -333,15 +333,11 @@ def _simulate_jit(detector: Detector, particles: Particles, key, mode: str, wind
         y_edges = ((jnp.arange(ny + 1) - 0.5 * ny) * c)[:, None]
         ax0, ay0 = particles.x, particles.y
         offset = jnp.stack([particles.x, particles.y], axis=-1)
-        ix, iy, _, _ = layout.cell_of(particles.x, particles.y, jax.lax.stop_gradient(cell))
+        ix, iy, _, _ = layout.cell_of(particles.x, particles.y, cell)
     else:
-        x0, y0 = layout.origin_mm
-        c_static = jax.lax.stop_gradient(cell)
-        ix = jnp.floor((particles.x - x0) / c_static).astype(jnp.int32)
-        iy = jnp.floor((particles.y - y0) / c_static).astype(jnp.int32)
-        # Centre of the impact cell: differentiable in the cell size (edges move with it).
-        ax0 = particles.x - (x0 + (ix + 0.5) * cell)
-        ay0 = particles.y - (y0 + (iy + 0.5) * cell)
+        # impact cell on its module's grid; the centre is differentiable in the cell size
+        ix, iy, cx, cy = layout.cell_of(particles.x, particles.y, cell)
+        ax0, ay0 = particles.x - cx, particles.y - cy
         offset = jnp.stack([ax0, ay0], axis=-1)
         base = jnp.arange(window + 1) - 0.5 * window                      # [K+1] in cell units
         x_edges = y_edges = base[:, None] * cell[None, :]                 # [K+1, n]
