@@ -5,7 +5,7 @@ lengths in mm, densities in g/cm^3, radiation lengths given both in g/cm^2 (``x0
 (:attr:`Material.x0_mm`), critical energies in MeV (Rossi definition, electrons), minimum ionisation
 ``dedx_min`` in MeV cm^2/g.
 
-Mixtures and compounds follow the rules quoted in PHYSICS.md (w_j = mass fractions):
+Mixtures and compounds follow the PDG rules (w_j = mass fractions):
 
 .. math::
     1/X_0 = \sum_j w_j / X_{0,j}, \qquad
@@ -236,7 +236,7 @@ class StackProperties:
 def stack_properties(passive: Sequence[tuple[Material, jnp.ndarray]],
                      active: Sequence[tuple[Material, jnp.ndarray]],
                      n_layers: int = 1) -> StackProperties:
-    r"""Effective medium of a sampling stack from its pieces (GFlash rules, PHYSICS.md).
+    r"""Effective medium of a sampling stack from its pieces (GFlash rules, hep-ex/0001020).
 
     Each piece is ``(material, thickness_mm)``, the thickness summed over the ``n_layers`` layers
     the effective medium describes (for a periodic stack: one period and ``n_layers=1``, or the

@@ -65,7 +65,7 @@ def shower_maximum_scaling(technology: str = "siw", *, energies=(2.0, 5.0, 10.0,
                            n: int = 2000, seed: int = 0) -> dict:
     """Depth of the mean longitudinal profile's maximum vs ln E from simulated layer profiles.
 
-    Uses image mode on a one-region layout (every layer read out) with electrons at normal incidence;
+    Uses a 9x9 window on a one-region layout whose technology reads every layer, electrons at normal incidence;
     the maximum is located by a parabola through the three layers around the peak.
 
     Returns:

@@ -1,4 +1,4 @@
-"""Material constants and the effective-medium rules against hand computations (PHYSICS.md)."""
+"""Material constants and the effective-medium rules against hand computations (PDG mixture rules)."""
 
 import math
 
@@ -25,7 +25,7 @@ def test_gagg_compound_matches_published_radiation_length():
 
 
 def test_shashlik_stack_by_hand():
-    # 2 mm Pb (11.35 g/cm3) + 4 mm polystyrene (1.06 g/cm3), PHYSICS.md mixture rules by hand:
+    # 2 mm Pb (11.35 g/cm3) + 4 mm polystyrene (1.06 g/cm3), PDG mixture rules by hand:
     m_pb, m_ps = 11.35 * 0.2, 1.06 * 0.4                     # g/cm2 per layer
     w_pb, w_ps = m_pb / (m_pb + m_ps), m_ps / (m_pb + m_ps)
     x0_gcm2 = 1.0 / (w_pb / 6.37 + w_ps / 43.79)

@@ -25,7 +25,7 @@ _INV_2PI = 0.15915494309189535
 def fast_arctan(x):
     r"""arctan for float32 to ~2e-6 absolute (odd minimax polynomial after x -> 1/x reduction).
 
-    About 2.3x faster than ``jnp.arctan`` on CPU under XLA. Float64 inputs use ``jnp.arctan`` so
+    About 6x faster than ``jnp.arctan`` on CPU under XLA (benchmarks/bench_simulate.py). Float64 inputs use ``jnp.arctan`` so
     that float64 checks (quadrature, finite differences) see the exact function.
     """
     if x.dtype == jnp.float64:

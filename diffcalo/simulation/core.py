@@ -157,9 +157,6 @@ def region_tables(detector: Detector, depth_nodes: int, image: bool):
             section_mask=(jnp.arange(n_out) < tech.n_sections).astype(float),
             node_section=np.asarray(onehot), node_q=np.asarray(q), node_w=np.asarray(w),
         ))
-    n_nodes = {len(r["node_q"]) for r in rows}
-    if len(n_nodes) != 1:
-        raise ValueError(f"image mode: every region needs the same number of layers, got {sorted(n_nodes)}")
     return {k: jnp.stack([jnp.asarray(r[k], dtype=float) for r in rows]) for k in rows[0]}
 
 
@@ -265,11 +262,10 @@ def _fluctuate(mean, tab, key, mode):
         return (mean + sd * z) * scale
     # realistic: log-normal sampling fluctuation with the same mean and variance (never negative),
     # discrete photo-electrons, Gaussian noise, constant term, zero suppression.
-    k_samp = k_cell
     e = jnp.maximum(mean, 0.0)
     rel_var = a * a / jnp.where(e > 0, e, 1.0)
     sigma2 = jnp.log1p(rel_var)
-    z = jax.random.normal(k_samp, mean.shape, dtype=mean.dtype)
+    z = jax.random.normal(k_cell, mean.shape, dtype=mean.dtype)
     e = e * jnp.exp(jnp.sqrt(sigma2) * z - 0.5 * sigma2)
     ly = tab["light_yield"]
     has_ly = ly > 0

@@ -1,6 +1,6 @@
 r"""Grindhammer-Peters (GFlash) parametrisation of electromagnetic showers, in jax.numpy.
 
-Scalar functions of one shower; the simulator vmaps them. Energies in GeV, depths in radiation
+Elementwise functions of shower quantities; the simulator calls them on whole batches (batch on the last axis). Energies in GeV, depths in radiation
 lengths t, radii in Moliere radii.
 
 References:
@@ -114,7 +114,7 @@ def radial_parameters(energy_gev, tau, z_eff, sampling_frequency, e_over_mip):
         R_C = z_1 + z_2\tau, \quad R_T = k_1(e^{k_3(\tau-k_2)} + e^{k_4(\tau-k_2)}), \quad
         p = p_1 \exp\left(\frac{p_2-\tau}{p_3} - e^{(p_2-\tau)/p_3}\right)
 
-    with the homogeneous coefficients of PHYSICS.md and the sampling corrections
+    with the homogeneous coefficients of Grindhammer-Peters (z1, z2, k1-k4, p1-p3 as coded below) and the sampling corrections
     R_C -= 0.0203(1 - e) - 0.0397 e^{-tau}/F_S, R_T -= 0.14(1 - e) + 0.495 e^{-tau}/F_S,
     p += (1 - e)(0.348 - 0.642 exp(-(tau-1)^2)/F_S). Results are clamped to R_C >= 0.005,
     R_T >= R_C and 0 <= p <= 1.

@@ -9,10 +9,10 @@ Two methods may be overridden by a plugin:
 
 * :meth:`Technology.effective_medium` — the effective shower medium and sampling properties
   (default: the GFlash mixture rules of :func:`diffcalo.materials.stack_properties`);
-* :meth:`Technology.shower_scales` — per-section longitudinal boundaries in radiation lengths and
-  physical depth (default: cumulative layer thicknesses).
+* :meth:`Technology.layer_depths` — layer boundaries in radiation lengths and in mm
+  (default: cumulative layer thicknesses, each layer in its own materials' X0).
 
-Everything else (vmapping over particles, cell integrals, fluctuations) is done by the simulator.
+Everything else (batching over particles, cell integrals, fluctuations) is done by the simulator.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Built-in module technologies.
 
-Stack geometries follow PHYSICS.md. Fibre (SpaCal) modules are described as equivalent layers with
+Stack geometries follow the references below. Fibre (SpaCal) modules are described as equivalent layers with
 the fibre pitch and the absorber/fibre volume ratio, so the GFlash mixture rules and the sampling
 frequency apply; their sampling term is set to the published test-beam value instead of the
 layer formula. Readout numbers (light yield, noise, timing) are typical published values; costs
