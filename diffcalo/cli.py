@@ -1,4 +1,4 @@
-"""The ``diffcalo`` command. Thin: parse arguments, call the library, print.
+"""diffcalo: design electromagnetic calorimeters with a differentiable shower simulator.
 
 Commands:
     diffcalo demo          simulate showers on the LHCb Upgrade II baseline and summarise (the main job)
@@ -27,6 +27,13 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _odd_window(text: str) -> int:
+    v = _positive_int(text)
+    if v % 2 == 0:
+        raise argparse.ArgumentTypeError(f"{v} must be odd (the window is centred on the impact cell)")
+    return v
+
+
 def _cmd_demo(args) -> int:
     import jax
     import numpy as np
@@ -41,14 +48,16 @@ def _cmd_demo(args) -> int:
     det = dc.Detector.from_layout(layout)
     print(f"diffcalo {dc.__version__}: {layout.name}, {len(layout.regions)} regions, "
           f"{sum(r['channels'] for r in layout.table())} channels, cost {layout.cost():.0f} kCHF")
-    print(f"simulating {args.n} photons per region (log-uniform 2-100 GeV from the interaction point), "
+    direction = "from-ip" if layout.z_mm > 0 else (0.0, 0.0)
+    where = "from the interaction point" if layout.z_mm > 0 else "at normal incidence"
+    print(f"simulating {args.n} photons per region (log-uniform 2-100 GeV {where}), "
           f"{args.mode} mode, {args.window}x{args.window}x{det.n_sections} windows")
     key = jax.random.key(args.seed)
     rows = []
     first = None
     for i, region in enumerate(tqdm(layout.regions, desc="regions", unit="region", disable=args.quiet)):
         key, k_gun, k_sim = jax.random.split(key, 3)
-        p = dc.gun(k_gun, args.n, layout, region=i, energy=dc.log_uniform_energy(2.0, 100.0))
+        p = dc.gun(k_gun, args.n, layout, region=i, energy=dc.log_uniform_energy(2.0, 100.0), direction=direction)
         t0 = time.perf_counter()
         c = jax.block_until_ready(dc.simulate(det, p, key=k_sim, mode=args.mode, window=args.window))
         first_call = time.perf_counter() - t0
@@ -59,24 +68,27 @@ def _cmd_demo(args) -> int:
         k = args.window // 2
         total = e.sum(axis=(1, 2, 3)) / np.asarray(c.e_true)
         seed = e[:, :, k, k].sum(axis=1) / e.sum(axis=(1, 2, 3))
-        c3 = e[:, :, k - 1:k + 2, k - 1:k + 2].sum(axis=(1, 2, 3)) / e.sum(axis=(1, 2, 3)) if k >= 1 else seed
+        c3 = e[:, :, k - 1:k + 2, k - 1:k + 2].sum(axis=(1, 2, 3)) / e.sum(axis=(1, 2, 3)) if k >= 1 else np.full_like(seed, np.nan)
         front = e[:, 0].sum(axis=(1, 2)) / e.sum(axis=(1, 2, 3))
         rows.append((region.name, region.technology, region.cell_size_mm, layout.sections_in_region(i),
                      float(total.mean()), float(total.std()), float(seed.mean()), float(c3.mean()),
                      float(front.mean()), rate, first_call))
-        if first is None or region.technology.startswith("spacal-w"):
-            first = c
+        if first is None:
+            first = (c, region)
     header = (f"{'region':<11}{'technology':<11}{'cell mm':>8}{'sect':>5}{'<sum/E>':>9}{'rms':>7}"
-              f"{'seed':>7}{'3x3':>7}{'front':>7}{'clusters/s':>12}{'compile s':>10}")
+              f"{'seed':>7}{'3x3':>7}{'front':>7}{'clusters/s':>12}{'1st call s':>11}")
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r[0]:<11}{r[1]:<11}{r[2]:>8.2f}{r[3]:>5d}{r[4]:>9.3f}{r[5]:>7.3f}{r[6]:>7.3f}{r[7]:>7.3f}"
-              f"{r[8]:>7.3f}{r[9]:>12.0f}{r[10]:>10.1f}")
+              f"{r[8]:>7.3f}{r[9]:>12.0f}{r[10]:>11.1f}")
     print("(sum/E: window sum over true energy; seed, 3x3: fractions of the window sum; front: fraction in "
-          "the front section; rates from a second, compiled call)")
+          "the front section; clusters/s from a second call, 1st call includes compilation)")
     lp = plot_layout(layout, out / "layout.png")
-    cp = plot_clusters(first, out / "clusters.png")
+    c, region = first
+    cp = plot_clusters(c, out / "clusters.png",
+                       title=f"{layout.name}, region {region.name!r}: {region.technology} "
+                             f"{region.cell_size_mm:g} mm cells, {args.mode} mode")
     print(f"wrote {lp} and {cp}")
     return 0
 
@@ -86,8 +98,9 @@ def _cmd_layout(args) -> int:
     from diffcalo.plotting import plot_layout
 
     layout = dc.layout.preset(args.name).validate()
-    print(f"{layout.name}: {layout.modules_x} x {layout.modules_y} modules of {layout.module_mm:g} mm, "
-          f"beam hole {layout.beam_hole[0]} x {layout.beam_hole[1]}")
+    hole = (f"beam hole {layout.beam_hole[0]} x {layout.beam_hole[1]} modules" if layout.beam_hole[0] > 0
+            else "no beam hole")
+    print(f"{layout.name}: {layout.modules_x} x {layout.modules_y} modules of {layout.module_mm:g} mm, {hole}")
     print(f"{'region':<11}{'technology':<11}{'cell mm':>8}{'sections':>9}{'modules':>9}{'channels':>10}{'cost kCHF':>11}")
     for r in layout.table():
         print(f"{r['region']:<11}{r['technology']:<11}{r['cell_size_mm']:>8.2f}{r['sections']:>9d}"
@@ -143,16 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffcalo", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="simulate showers on a preset layout and summarise (the main job)")
-    p.add_argument("--layout", default="lhcb-upgrade2-baseline", help="preset name (default: %(default)s)")
+    p.add_argument("--layout", default="lhcb-upgrade2-baseline",
+                   help="preset: lhcb-current, lhcb-upgrade2-baseline, luxe, toy (default: %(default)s)")
     p.add_argument("-n", type=_positive_int, default=20000, help="photons per region (default: %(default)s)")
     p.add_argument("--mode", choices=("relaxed", "realistic"), default="realistic")
-    p.add_argument("--window", type=_positive_int, default=5)
+    p.add_argument("--window", type=_odd_window, default=5, help="K of the K x K window (odd, default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", default="diffcalo-output", help="directory for the PNG files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
     p = sub.add_parser("layout", help="print and draw a preset layout")
     p.add_argument("name", help="preset: lhcb-current, lhcb-upgrade2-baseline, luxe, toy")
+    p.epilog = "presets: lhcb-current, lhcb-upgrade2-baseline, luxe, toy"
     p.add_argument("-o", "--output", help="PNG file to draw the layout into")
     p.set_defaults(func=_cmd_layout)
     p = sub.add_parser("technologies", help="list the registered module technologies")
@@ -166,9 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo" and args.window % 2 == 0:
-        print(f"diffcalo demo: --window {args.window}: must be odd", file=sys.stderr)
-        return 2
     try:
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError) as exc:

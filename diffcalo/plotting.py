@@ -65,12 +65,13 @@ def plot_layout(layout, path, *, registry=None, title: str | None = None) -> pat
     rows = layout.table(registry)
     fig, ax = plt.subplots(figsize=(9, 9 * layout.height_mm / layout.width_mm + 1.2), dpi=110)
     m = layout.module_mm
-    seen = {}
+    colours: dict[str, str] = {}
+    legend: list[tuple] = []
     palette = iter(["#d95f5f", "#5fd9a6", "#b65fd9", "#d9c45f", "#5f7cd9"])
     for i in reversed(range(len(layout.regions))):
         r = layout.regions[i]
-        colour = TECHNOLOGY_COLOURS.get(r.technology) or seen.get(r.technology) or next(palette)
-        shade = 0.45 + 0.55 * (i + 1) / len(layout.regions)
+        colour = TECHNOLOGY_COLOURS.get(r.technology) or colours.get(r.technology) or next(palette)
+        shade = 1.0 - 0.6 * i / max(len(layout.regions) - 1, 1)
         hx, hy = r.modules_x * m / 2, r.modules_y * m / 2
         fill = _blend(colour, shade)
         ax.add_patch(Rectangle((-hx, -hy), 2 * hx, 2 * hy, facecolor=fill, edgecolor="k", lw=1.2))
@@ -80,14 +81,16 @@ def plot_layout(layout, path, *, registry=None, title: str | None = None) -> pat
         segs = [[(x, -hy), (x, hy)] for x in xs] + [[(-hx, y), (hx, y)] for y in ys]
         lw = 0.15 if c < m else 0.35
         ax.add_collection(LineCollection(segs, colors="k", linewidths=lw, alpha=0.6))
-        key = f"{r.technology} {c / 10:g} cm" + (f", {rows[i]['sections']} sections" if rows[i]["sections"] > 1 else "")
-        seen.setdefault(r.technology, colour)
-        seen[key] = (fill, rows[i])
+        label = f"{r.name}: {r.technology} {c / 10:g} cm" + (f", {rows[i]['sections']} sections" if rows[i]["sections"] > 1 else "")
+        colours.setdefault(r.technology, colour)
+        legend.append((label, fill, rows[i]))
     if layout.beam_hole[0] > 0:
         bx, by = layout.beam_hole[0] * m / 2, layout.beam_hole[1] * m / 2
         ax.add_patch(Rectangle((-bx, -by), 2 * bx, 2 * by, facecolor="white", edgecolor="k", lw=1.2, hatch="//"))
-    handles = [Patch(facecolor=v[0], edgecolor="k", label=f"{k}: {v[1]['modules']} modules, {v[1]['channels']} ch")
-               for k, v in seen.items() if isinstance(v, tuple)]
+    handles = [Patch(facecolor=fill, edgecolor="k", label=f"{label}: {row['modules']} modules, {row['channels']} ch")
+               for label, fill, row in reversed(legend)]
+    if layout.beam_hole[0] > 0:
+        handles.append(Patch(facecolor="white", edgecolor="k", hatch="//", label="beam hole"))
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=8, frameon=False)
     ax.set_xlim(-layout.width_mm / 2, layout.width_mm / 2)
     ax.set_ylim(-layout.height_mm / 2, layout.height_mm / 2)
@@ -99,8 +102,9 @@ def plot_layout(layout, path, *, registry=None, title: str | None = None) -> pat
     return _save(fig, path)
 
 
-def plot_clusters(clusters, path, *, n: int = 6) -> pathlib.Path:
-    """Draw the first ``n`` clusters, one column each and one row per readout section (log colour)."""
+def plot_clusters(clusters, path, *, n: int = 6, title: str | None = None) -> pathlib.Path:
+    """Draw the first ``n`` clusters, one column each and one row per readout section (log colour;
+    cells at or below 1e-4 of the maximum, including zero-suppressed ones, share the darkest colour)."""
     from matplotlib.colors import LogNorm
 
     plt = _pyplot()
@@ -119,7 +123,10 @@ def plot_clusters(clusters, path, *, n: int = 6) -> pathlib.Path:
             if s == 0:
                 ax.set_title(f"E={float(clusters.e_true[j]):.1f} GeV", fontsize=8)
             if j == 0:
-                ax.set_ylabel(f"section {s}", fontsize=8)
+                label = ("front", "back")[s] if n_sec == 2 else f"section {s}"
+                ax.set_ylabel(label, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.colorbar(im, ax=axes, shrink=0.8, label="cell energy [GeV]")
     return _save(fig, path, tight=False)
