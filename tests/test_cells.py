@@ -76,3 +76,28 @@ def test_sample_shape_reproduces_mean_and_correlation():
     assert lt.mean() == pytest.approx(float(mlt), abs=0.01)
     assert la.std() == pytest.approx(float(sa), rel=0.02)
     assert np.corrcoef(lt, la)[0, 1] == pytest.approx(float(rho), abs=0.01)
+
+
+# ---- properties (hypothesis) ------------------------------------------------------------------------------
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+_coord = st.floats(-60.0, 60.0, allow_nan=False)
+_radius = st.floats(0.05, 30.0, allow_nan=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(a=_coord, b=_coord, split=_coord, r=_radius)
+def test_cell_integral_is_additive_and_odd(a, b, split, r):
+    """Splitting a cell in two conserves its content; F is odd in each argument; contents are in [0, 1]."""
+    with jax.enable_x64(True):
+        x1, x2 = min(a, b), max(a, b)
+        s = min(max(split, x1), x2)
+        ys = jnp.array([-7.0, 11.0])
+        whole = float(grid_integral(jnp.array([x1, x2]), ys, jnp.array(r))[0, 0])
+        parts = float(grid_integral(jnp.array([x1, s, x2]), ys, jnp.array(r)).sum())
+        assert whole == pytest.approx(parts, abs=1e-12)
+        assert -1e-15 <= whole <= 1.0 + 1e-15  # rounding of equal corner terms
+        f = float(corner_integral(jnp.array(a), jnp.array(b), jnp.array(r)))
+        assert float(corner_integral(jnp.array(-a), jnp.array(b), jnp.array(r))) == pytest.approx(-f, abs=1e-15)
+        assert float(corner_integral(jnp.array(a), jnp.array(-b), jnp.array(r))) == pytest.approx(-f, abs=1e-15)

@@ -224,9 +224,10 @@ def _shower_cells(energy, is_photon, ax0, ay0, tx, ty, z1, z2, x_edges, y_edges,
 KERNEL_CHUNK = 4096
 
 
-def _map_chunks(fn, batched, chunk: int = KERNEL_CHUNK):
+def _map_chunks(fn, batched, chunk: int | None = None):
     """Apply ``fn`` to a pytree of batch-last arrays chunk by chunk (``lax.map``); same result as
     ``fn(batched)``. Outputs are batch-last too. The batch is padded by repeating its last entry."""
+    chunk = KERNEL_CHUNK if chunk is None else chunk
     n = jax.tree_util.tree_leaves(batched)[0].shape[-1]
     if n <= chunk:
         return fn(batched)
