@@ -1,0 +1,297 @@
+"""HDF5 shower datasets: a versioned schema, atomic streaming writes, validated reads.
+
+Schema ``diffcalo.clusters`` version 1 (one HDF5 file):
+
+* file attributes: ``schema`` = "diffcalo.clusters", ``schema_version`` = 1, ``n_clusters``,
+  ``diffcalo_version``, ``config`` (JSON text of the full configuration that produced the data, "{}"
+  if none), ``seed`` (int, -1 if none), ``complete`` (True once the writer closed cleanly);
+* group ``clusters`` with one dataset per :class:`~diffcalo.simulation.Clusters` field, first axis
+  the cluster index: ``energy`` float32 [N, L, K, K] (GeV, EM scale), ``e_true`` [N], ``x``, ``y``,
+  ``tx``, ``ty`` float32 [N], ``pid`` int32 [N], ``offset`` float32 [N, 2], ``cell_index`` int32 [N, 2],
+  ``cell_size_mm`` float32 [N], ``region``, ``status`` int32 [N], ``leakage`` float32 [N] (NaN when
+  unknown, e.g. imported data). Datasets are chunked along N, gzip-compressed with shuffle, and
+  carry Fletcher-32 checksums so that corrupted chunks are detected on read.
+
+Writes go to a hidden temporary file in the destination folder, which is renamed over the final
+name only when the writer closes without error: a writer killed mid-way leaves no file under the
+final name, and an existing file there stays intact. Reads check the schema, version, fields,
+shapes, dtypes and that energies are finite, and raise :class:`DatasetError` naming the problem.
+Both directions stream in chunks, so datasets larger than memory can be written and read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "FIELDS", "DatasetError", "DatasetWriter", "write_clusters",
+           "read_clusters", "iter_clusters", "dataset_info", "import_calochallenge"]
+
+SCHEMA = "diffcalo.clusters"
+SCHEMA_VERSION = 1
+
+#: field -> (dtype, number of trailing axes); energy's trailing shape is [L, K, K] or [L, Ny, Nx].
+FIELDS: dict[str, tuple[str, int]] = {
+    "energy": ("float32", 3), "e_true": ("float32", 0), "x": ("float32", 0), "y": ("float32", 0),
+    "tx": ("float32", 0), "ty": ("float32", 0), "pid": ("int32", 0), "offset": ("float32", 1),
+    "cell_index": ("int32", 1), "cell_size_mm": ("float32", 0), "region": ("int32", 0),
+    "status": ("int32", 0), "leakage": ("float32", 0),
+}
+_FINITE = ("energy", "e_true", "x", "y", "tx", "ty")
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be used: names the file and what is wrong."""
+
+
+def _h5py():
+    import h5py
+
+    return h5py
+
+
+class DatasetWriter:
+    """Stream clusters into a new dataset file; use as a context manager.
+
+    Args:
+        path: final file name (``.h5``).
+        config: the full configuration that produced the data (JSON-serialisable mapping).
+        seed: the seed used (int), or None.
+        chunk_size: clusters per HDF5 chunk (also the unit of compression).
+        overwrite: replace an existing file at ``path`` (atomically, on success only).
+
+    Example::
+
+        with DatasetWriter("out.h5", config=cfg, seed=7) as w:
+            for batch in batches:
+                w.append(batch)
+    """
+
+    def __init__(self, path, *, config: Mapping | None = None, seed: int | None = None,
+                 chunk_size: int = 4096, overwrite: bool = False):
+        self.path = pathlib.Path(path)
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(f"{self.path} exists; pass overwrite=True to replace it")
+        if not (isinstance(chunk_size, int) and chunk_size >= 1):
+            raise ValueError(f"chunk_size = {chunk_size!r}: must be an integer >= 1")
+        try:
+            self._config = json.dumps(dict(config or {}), sort_keys=True)
+        except TypeError as exc:
+            raise ValueError(f"config: not JSON-serialisable ({exc})") from None
+        self._seed = -1 if seed is None else int(seed)
+        self._chunk = chunk_size
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self._file = None
+        self._n = 0
+
+    def __enter__(self) -> "DatasetWriter":
+        h5py = _h5py()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = h5py.File(self._tmp, "w")
+        f = self._file
+        f.attrs.update(schema=SCHEMA, schema_version=SCHEMA_VERSION, n_clusters=0, config=self._config,
+                       seed=self._seed, complete=False, diffcalo_version=_version())
+        f.create_group("clusters")
+        return self
+
+    def append(self, clusters) -> None:
+        """Append a batch (a :class:`~diffcalo.simulation.Clusters` or a mapping field -> array)."""
+        if self._file is None:
+            raise RuntimeError("DatasetWriter.append outside of 'with DatasetWriter(...) as w:'")
+        data = _as_arrays(clusters)
+        n = data["energy"].shape[0]
+        group = self._file["clusters"]
+        for name, (dtype, _) in FIELDS.items():
+            a = data[name]
+            if name not in group:
+                group.create_dataset(name, shape=(0,) + a.shape[1:], maxshape=(None,) + a.shape[1:], dtype=dtype,
+                                     chunks=(min(self._chunk, max(n, 1)),) + a.shape[1:], compression="gzip",
+                                     compression_opts=4, shuffle=True, fletcher32=True)
+            ds = group[name]
+            if ds.shape[1:] != a.shape[1:]:
+                raise ValueError(f"append: {name} has shape {a.shape[1:]} per cluster; the file has {ds.shape[1:]}")
+            ds.resize(self._n + n, axis=0)
+            ds[self._n:self._n + n] = a
+        self._n += n
+        self._file.attrs["n_clusters"] = self._n
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        f, self._file = self._file, None
+        if exc_type is not None:
+            f.close()
+            self._tmp.unlink(missing_ok=True)
+            return
+        if self._n == 0:
+            f.close()
+            self._tmp.unlink(missing_ok=True)
+            raise ValueError(f"{self.path}: no clusters were appended; nothing written")
+        f.attrs["complete"] = True
+        f.flush()
+        f.close()
+        with open(self._tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self._tmp, self.path)
+
+
+def write_clusters(path, clusters, *, config: Mapping | None = None, seed: int | None = None,
+                   chunk_size: int = 4096, overwrite: bool = False) -> pathlib.Path:
+    """Write one batch of clusters to ``path`` atomically (see :class:`DatasetWriter`)."""
+    with DatasetWriter(path, config=config, seed=seed, chunk_size=chunk_size, overwrite=overwrite) as w:
+        w.append(clusters)
+    return pathlib.Path(path)
+
+
+def dataset_info(path) -> dict:
+    """Validate a dataset's structure (not its values) and return its attributes and shapes.
+
+    Raises:
+        DatasetError: unreadable (truncated, corrupted, not HDF5), wrong schema or version,
+            incomplete (the writer did not finish), missing fields, wrong dtypes or shapes.
+    """
+    h5py = _h5py()
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetError(f"{path}: not a readable HDF5 file (truncated or corrupted?): {exc}") from None
+    with f:
+        attrs = dict(f.attrs)
+        if attrs.get("schema") != SCHEMA:
+            raise DatasetError(f"{path}: schema = {attrs.get('schema')!r}; expected {SCHEMA!r} "
+                               "(not a diffcalo cluster dataset)")
+        version = attrs.get("schema_version")
+        version = version.item() if isinstance(version, np.generic) else version
+        if version != SCHEMA_VERSION:
+            raise DatasetError(f"{path}: schema_version = {version!r}; this diffcalo reads version "
+                               f"{SCHEMA_VERSION}")
+        if not bool(attrs.get("complete", False)):
+            raise DatasetError(f"{path}: incomplete (the writer did not finish)")
+        n = int(attrs.get("n_clusters", -1))
+        if "clusters" not in f:
+            raise DatasetError(f"{path}: missing group 'clusters'")
+        group = f["clusters"]
+        shapes = {}
+        for name, (dtype, ndim) in FIELDS.items():
+            if name not in group:
+                raise DatasetError(f"{path}: missing field clusters/{name}")
+            ds = group[name]
+            if ds.dtype != np.dtype(dtype):
+                raise DatasetError(f"{path}: clusters/{name} has dtype {ds.dtype}; expected {dtype}")
+            if ds.ndim != 1 + ndim or ds.shape[0] != n:
+                raise DatasetError(f"{path}: clusters/{name} has shape {ds.shape}; expected {n} clusters "
+                                   f"and {ndim} trailing axes")
+            shapes[name] = ds.shape
+        if shapes["offset"][1:] != (2,) or shapes["cell_index"][1:] != (2,):
+            raise DatasetError(f"{path}: offset and cell_index must be [N, 2]")
+    config = attrs.get("config", "{}")
+    return dict(n_clusters=n, energy_shape=shapes["energy"][1:], seed=int(attrs.get("seed", -1)),
+                config=json.loads(config if isinstance(config, str) else config.decode()),
+                diffcalo_version=attrs.get("diffcalo_version"), path=path)
+
+
+def iter_clusters(path, *, chunk_size: int = 65536, check_values: bool = True) -> Iterator:
+    """Yield the dataset as :class:`~diffcalo.simulation.Clusters` batches of ``chunk_size`` clusters.
+
+    Each batch is checked for non-finite values in energy and truth (``check_values``).
+    """
+    from diffcalo.simulation import Clusters
+
+    info = dataset_info(path)
+    h5py = _h5py()
+    n = info["n_clusters"]
+    with h5py.File(path, "r") as f:
+        group = f["clusters"]
+        for start in range(0, n, chunk_size):
+            stop = min(start + chunk_size, n)
+            try:
+                arrays = {name: group[name][start:stop] for name in FIELDS}
+            except OSError as exc:
+                raise DatasetError(f"{path}: clusters {start}-{stop} cannot be read (corrupted?): {exc}") from None
+            if check_values:
+                for name in _FINITE:
+                    bad = np.flatnonzero(~np.isfinite(arrays[name].reshape(stop - start, -1)).all(axis=1))
+                    if bad.size:
+                        raise DatasetError(f"{path}: clusters/{name}[{start + bad[0]}] is not finite "
+                                           f"({bad.size} clusters in {start}-{stop})")
+            yield Clusters(**{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def read_clusters(path, *, check_values: bool = True):
+    """Read a whole dataset (validated) into one :class:`~diffcalo.simulation.Clusters` of numpy arrays."""
+    from diffcalo.simulation import Clusters
+
+    parts = list(iter_clusters(path, check_values=check_values))
+    return Clusters(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in FIELDS})
+
+
+def import_calochallenge(src, dst, *, layers: int, ny: int, nx: int, cell_size_mm: float,
+                         pid: int = 22, energy_unit: str = "MeV", chunk_size: int = 4096,
+                         overwrite: bool = False) -> pathlib.Path:
+    """Convert a CaloChallenge-style file into a diffcalo dataset.
+
+    The source holds ``showers`` [N, voxels] and ``incident_energies`` [N, 1]; ``voxels`` must equal
+    layers x ny x nx (the voxel order of the source: layer-major, then rows, then columns). Energies
+    are converted to GeV. Impact points are unknown and set to the centre (x = y = 0), leakage to NaN.
+    """
+    h5py = _h5py()
+    scale = {"MeV": 1e-3, "GeV": 1.0}.get(energy_unit)
+    if scale is None:
+        raise ValueError(f"energy_unit = {energy_unit!r}: allowed 'MeV' or 'GeV'")
+    src = pathlib.Path(src)
+    try:
+        f = h5py.File(src, "r")
+    except OSError as exc:
+        raise DatasetError(f"{src}: not a readable HDF5 file: {exc}") from None
+    with f:
+        for key in ("showers", "incident_energies"):
+            if key not in f:
+                raise DatasetError(f"{src}: missing dataset {key!r}; found {sorted(f.keys())}")
+        showers, inc = f["showers"], f["incident_energies"]
+        n, voxels = showers.shape
+        if voxels != layers * ny * nx:
+            raise DatasetError(f"{src}: showers have {voxels} voxels; layers x ny x nx = {layers} x {ny} x {nx} "
+                               f"= {layers * ny * nx}")
+        if inc.shape[0] != n:
+            raise DatasetError(f"{src}: incident_energies has {inc.shape[0]} rows for {n} showers")
+        with DatasetWriter(dst, config=dict(imported_from=str(src), format="calochallenge", layers=layers,
+                                            ny=ny, nx=nx, cell_size_mm=cell_size_mm, energy_unit=energy_unit),
+                           chunk_size=chunk_size, overwrite=overwrite) as w:
+            for start in range(0, n, chunk_size):
+                stop = min(start + chunk_size, n)
+                m = stop - start
+                e = np.asarray(showers[start:stop], dtype=np.float64).reshape(m, layers, ny, nx) * scale
+                e_true = np.asarray(inc[start:stop], dtype=np.float64).reshape(m) * scale
+                zeros = np.zeros(m, np.float32)
+                w.append(dict(energy=e.astype(np.float32), e_true=e_true.astype(np.float32), x=zeros, y=zeros,
+                              tx=zeros, ty=zeros, pid=np.full(m, pid, np.int32), offset=np.zeros((m, 2), np.float32),
+                              cell_index=np.full((m, 2), -1, np.int32), cell_size_mm=np.full(m, cell_size_mm, np.float32),
+                              region=np.zeros(m, np.int32), status=np.zeros(m, np.int32),
+                              leakage=np.full(m, np.nan, np.float32)))
+    return pathlib.Path(dst)
+
+
+def _as_arrays(clusters) -> dict[str, np.ndarray]:
+    if dataclasses.is_dataclass(clusters):
+        clusters = {f.name: getattr(clusters, f.name) for f in dataclasses.fields(clusters)}
+    missing = [k for k in FIELDS if k not in clusters]
+    if missing:
+        raise ValueError(f"append: missing fields {missing}")
+    out = {k: np.asarray(clusters[k]).astype(FIELDS[k][0], copy=False) for k in FIELDS}
+    n = out["energy"].shape[0]
+    for k, a in out.items():
+        if a.ndim != 1 + FIELDS[k][1] or a.shape[0] != n:
+            raise ValueError(f"append: {k} has shape {a.shape}; expected {n} clusters and {FIELDS[k][1]} trailing axes")
+    return out
+
+
+def _version() -> str:
+    from diffcalo import __version__
+
+    return __version__
