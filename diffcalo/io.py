@@ -6,7 +6,8 @@ Schema ``diffcalo.clusters`` version 1 (one HDF5 file):
   ``diffcalo_version``, ``config`` (JSON text of the full configuration that produced the data, "{}"
   if none), ``seed`` (int, -1 if none), ``complete`` (True once the writer closed cleanly);
 * group ``clusters`` with one dataset per :class:`~diffcalo.simulation.Clusters` field, first axis
-  the cluster index: ``energy`` float32 [N, L, K, K] (GeV, EM scale), ``e_true`` [N], ``x``, ``y``,
+  the cluster index: ``energy`` float32 [N, L, K, K] (GeV, EM scale), ``time`` float32 [N, L, K, K]
+  (ns; 0 where a cell has no energy), ``e_true`` [N], ``x``, ``y``,
   ``tx``, ``ty`` float32 [N], ``pid`` int32 [N], ``offset`` float32 [N, 2], ``cell_index`` int32 [N, 2],
   ``cell_size_mm`` float32 [N], ``region``, ``status`` int32 [N], ``leakage`` float32 [N] (NaN when
   unknown, e.g. imported data). Datasets are chunked along N, gzip-compressed with shuffle, and
@@ -37,12 +38,12 @@ SCHEMA_VERSION = 1
 
 #: field -> (dtype, number of trailing axes); energy's trailing shape is [L, K, K] or [L, Ny, Nx].
 FIELDS: dict[str, tuple[str, int]] = {
-    "energy": ("float32", 3), "e_true": ("float32", 0), "x": ("float32", 0), "y": ("float32", 0),
+    "energy": ("float32", 3), "time": ("float32", 3), "e_true": ("float32", 0), "x": ("float32", 0), "y": ("float32", 0),
     "tx": ("float32", 0), "ty": ("float32", 0), "pid": ("int32", 0), "offset": ("float32", 1),
     "cell_index": ("int32", 1), "cell_size_mm": ("float32", 0), "region": ("int32", 0),
     "status": ("int32", 0), "leakage": ("float32", 0),
 }
-_FINITE = ("energy", "e_true", "x", "y", "tx", "ty")
+_FINITE = ("energy", "time", "e_true", "x", "y", "tx", "ty")
 
 
 class DatasetError(ValueError):
@@ -269,7 +270,7 @@ def import_calochallenge(src, dst, *, layers: int, ny: int, nx: int, cell_size_m
                 e = np.asarray(showers[start:stop], dtype=np.float64).reshape(m, layers, ny, nx) * scale
                 e_true = np.asarray(inc[start:stop], dtype=np.float64).reshape(m) * scale
                 zeros = np.zeros(m, np.float32)
-                w.append(dict(energy=e.astype(np.float32), e_true=e_true.astype(np.float32), x=zeros, y=zeros,
+                w.append(dict(energy=e.astype(np.float32), time=np.zeros(e.shape, np.float32), e_true=e_true.astype(np.float32), x=zeros, y=zeros,
                               tx=zeros, ty=zeros, pid=np.full(m, pid, np.int32), offset=np.zeros((m, 2), np.float32),
                               cell_index=np.full((m, 2), -1, np.int32), cell_size_mm=np.full(m, cell_size_mm, np.float32),
                               region=np.zeros(m, np.int32), status=np.zeros(m, np.int32),

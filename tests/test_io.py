@@ -103,8 +103,8 @@ _WRITER = textwrap.dedent("""
     import sys, time, numpy as np
     from diffcalo.io import DatasetWriter, FIELDS
     n = 100
-    batch = {k: np.zeros((n,) + ((2, 5, 5) if k == "energy" else (2,) if k in ("offset", "cell_index") else ()),
-                         dtype=d) for k, (d, _) in FIELDS.items()}
+    trailing = {0: (), 1: (2,), 3: (2, 5, 5)}
+    batch = {k: np.zeros((n,) + trailing[nd], dtype=d) for k, (d, nd) in FIELDS.items()}
     with DatasetWriter(sys.argv[1], overwrite=True, chunk_size=50) as w:
         for i in range(10_000):
             w.append(batch)

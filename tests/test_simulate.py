@@ -282,10 +282,13 @@ def test_chunked_kernel_equals_one_pass(upgrade2):
     fn = lambda b: _shower_cells(*b[:8], b[9], b[10], b[8])
     one = jax.jit(fn)(batched)
     chunked = jax.jit(lambda b: _map_chunks(fn, b, chunk=1000))(batched)
-    assert chunked[0].shape == (2, 5, 5, n) and chunked[1].shape == (n,)
-    # float32: compare to eps x the largest cluster energy (100 GeV), 1e-5 GeV
+    assert chunked[0].shape == (2, 5, 5, n) and chunked[1].shape == (2, 5, 5, n) and chunked[2].shape == (n,)
+    # float32: compare to eps x the largest cluster energy (100 GeV), 1e-5 GeV; depths in mm
     np.testing.assert_allclose(np.asarray(chunked[0]), np.asarray(one[0]), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(chunked[1]), np.asarray(one[1]), rtol=1e-5, atol=1e-7)
+    # mean depths are ratios of float32 sums: in far cells with ~1e-6 of the energy they move by
+    # ~0.01 mm (0.03 ps) between compilations
+    np.testing.assert_allclose(np.asarray(chunked[1]), np.asarray(one[1]), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(chunked[2]), np.asarray(one[2]), rtol=1e-5, atol=1e-7)
 
 
 def test_float32_reverse_mode_matches_forward_mode_on_a_large_batch(upgrade2):

@@ -40,7 +40,8 @@ from diffcalo.particles import PHOTON, Particles
 from diffcalo.simulation import gflash
 from diffcalo.simulation.cells import grid_integral_batch_last
 
-__all__ = ["Clusters", "simulate", "MODES", "DEFAULT_DEPTH_NODES", "region_tables", "allocate_depth_nodes"]
+__all__ = ["Clusters", "simulate", "MODES", "DEFAULT_DEPTH_NODES", "region_tables", "allocate_depth_nodes",
+           "combine_deposits", "cell_time_jitter", "SPEED_OF_LIGHT_MM_PER_NS"]
 
 MODES = ("relaxed", "realistic")
 _SIMULATE_STREAM = 0x51D0
@@ -55,6 +56,8 @@ class Clusters:
 
     Attributes:
         energy: [n, L, K, K] (window mode) or [n, L, Ny, Nx] (image mode) cell energies, GeV (EM scale).
+        time: [n, L, K, K] cell times (ns): energy-weighted mean arrival of the cell's deposits plus
+            the technology's jitter; 0 where the cell has no energy.
         e_true: [n] true energy (GeV).
         x, y: [n] true impact point on the front face (mm).
         tx, ty: [n] true slopes.
@@ -69,6 +72,7 @@ class Clusters:
     """
 
     energy: jnp.ndarray
+    time: jnp.ndarray
     e_true: jnp.ndarray
     x: jnp.ndarray
     y: jnp.ndarray
@@ -153,6 +157,8 @@ def region_tables(detector: Detector, depth_nodes: int, image: bool):
             light_yield=jnp.asarray(float(ly)),
             noise_gev=jnp.asarray(tech.noise_gev), constant_term=jnp.asarray(tech.constant_term),
             threshold_gev=jnp.asarray(tech.threshold_gev),
+            time_stochastic_ns=jnp.asarray(tech.time_stochastic_ns),
+            time_constant_ns=jnp.asarray(tech.time_constant_ns),
             t_edges=sec_t, z_edges=sec_z,
             section_mask=(jnp.arange(n_out) < tech.n_sections).astype(float),
             node_section=np.asarray(onehot), node_q=np.asarray(q), node_w=np.asarray(w),
@@ -162,7 +168,8 @@ def region_tables(detector: Detector, depth_nodes: int, image: bool):
 
 # ---- the shower kernel (batch-last arrays) --------------------------------------------------------------
 def _shower_cells(energy, is_photon, ax0, ay0, tx, ty, z1, z2, x_edges, y_edges, tab):
-    """Mean cell energies of a batch of showers, batch on the last axis: [L, Ny, Nx, n], and leakage [n].
+    """Mean cell energies of a batch of showers, batch on the last axis: [L, Ny, Nx, n], the
+    energy-weighted mean depth of each cell's deposit [L, Ny, Nx, n] (mm), and the leakage [n].
 
     Args:
         energy, is_photon, ax0, ay0, tx, ty, z1, z2: [n]; ``ax0, ay0`` is the impact point in the
@@ -213,9 +220,45 @@ def _shower_cells(energy, is_photon, ax0, ay0, tx, ty, z1, z2, x_edges, y_edges,
     # single loop over the output cells. A reduction over the node axis (or an einsum, which
     # becomes a dot batched over showers) measured 2x slower on CPU.
     cells = onehot[0][:, None, None, :] * nodes[0][None]
+    depth = onehot[0][:, None, None, :] * (nodes[0] * z_node[0][None, None])[None]
     for k in range(1, n_nodes):
         cells = cells + onehot[k][:, None, None, :] * nodes[k][None]
-    return cells, leakage
+        depth = depth + onehot[k][:, None, None, :] * (nodes[k] * z_node[k][None, None])[None]
+    # energy-weighted mean depth of each cell's deposit (mm), for the cell time
+    depth = depth / jnp.where(cells > 0, cells, 1.0)
+    return cells, depth, leakage
+
+
+SPEED_OF_LIGHT_MM_PER_NS = 299.792458
+#: Below this cell energy (GeV) the stochastic time jitter is evaluated at this energy.
+TIME_JITTER_FLOOR_GEV = 1e-3
+
+
+def cell_time_jitter(key, t_mean, energy, a_ns, b_ns):
+    r"""Cell times with the technology's resolution :math:`\sigma_t = A/\sqrt{E} \oplus B` (E in GeV).
+
+    Args:
+        key: PRNG key.
+        t_mean: [...] true cell times (ns).
+        energy: [...] cell energies (GeV), broadcasting with ``t_mean``; energies below
+            :data:`TIME_JITTER_FLOOR_GEV` use the floor.
+        a_ns, b_ns: A (ns GeV^0.5) and B (ns), broadcasting.
+    """
+    e = jnp.maximum(energy, TIME_JITTER_FLOOR_GEV)
+    sigma = jnp.sqrt(a_ns * a_ns / e + b_ns * b_ns)
+    return t_mean + sigma * jax.random.normal(key, t_mean.shape, dtype=t_mean.dtype)
+
+
+def combine_deposits(energies, times, axis: int = -1):
+    r"""Cells with several deposits: total energy and energy-weighted mean time along ``axis``.
+
+    .. math:: E = \sum_j E_j, \qquad t = \sum_j t_j E_j / \sum_j E_j
+
+    (the LHCb convention for overlapping deposits); a cell without energy gets t = 0.
+    """
+    total = jnp.sum(energies, axis=axis)
+    weighted = jnp.sum(energies * times, axis=axis)
+    return total, jnp.where(total > 0, weighted / jnp.where(total > 0, total, 1.0), 0.0)
 
 
 #: Showers per chunk of the cell kernel: the corner terms of one chunk (2 x nodes x (K+1)^2 x chunk
@@ -340,15 +383,24 @@ def _simulate_jit(detector: Detector, particles: Particles, key, mode: str, wind
         x_edges = y_edges = base[:, None] * cell[None, :]                 # [K+1, n]
     batched = (energy, is_photon, ax0, ay0, particles.tx, particles.ty, z[0], z[1], tab)
     if image:
-        mean, leakage = _map_chunks(lambda b: _shower_cells(*b[:8], x_edges, y_edges, b[8]), batched)
+        mean, depth, leakage = _map_chunks(lambda b: _shower_cells(*b[:8], x_edges, y_edges, b[8]), batched)
     else:
-        mean, leakage = _map_chunks(lambda b: _shower_cells(*b[:8], b[9], b[10], b[8]),
+        mean, depth, leakage = _map_chunks(lambda b: _shower_cells(*b[:8], b[9], b[10], b[8]),
                                     batched + (x_edges, y_edges))
+    k_fluct, k_time = jax.random.split(k_fluct)
     cells = _fluctuate(mean, tab, k_fluct, mode) * tab["section_mask"][:, None, None, :]
     cells = jnp.where(ok, cells, 0.0)
+    # Cell time: production time + flight from the interaction point to the impact point + travel
+    # along the (tilted) axis to the deposit's mean depth, all at c; then the technology's jitter.
+    flight = jnp.sqrt(particles.x ** 2 + particles.y ** 2 + layout.z_mm ** 2) if layout.z_mm > 0 else 0.0
+    along = jnp.sqrt(1.0 + particles.tx ** 2 + particles.ty ** 2)
+    t_mean = particles.time + (flight + depth * along) / SPEED_OF_LIGHT_MM_PER_NS
+    times = cell_time_jitter(k_time, t_mean, cells, tab["time_stochastic_ns"], tab["time_constant_ns"])
+    times = jnp.where(cells > 0, times, 0.0)
     cells = jnp.moveaxis(cells, -1, 0)                                    # [n, L, Ny, Nx]
+    times = jnp.moveaxis(times, -1, 0)
     return Clusters(
-        energy=cells, e_true=particles.energy, x=particles.x, y=particles.y, tx=particles.tx,
+        energy=cells, time=times, e_true=particles.energy, x=particles.x, y=particles.y, tx=particles.tx,
         ty=particles.ty, pid=particles.pid, offset=offset,
         cell_index=jnp.where(ok[:, None], jnp.stack([ix, iy], axis=-1), -1),
         cell_size_mm=jnp.where(ok, cell, 0.0), region=region, status=status,
