@@ -5,6 +5,7 @@ Commands:
     diffcalo layout NAME   print a preset layout's regions, channels and cost; draw it (PNG)
     diffcalo technologies  list the registered module technologies and their effective media
     diffcalo validate      physics validation figures (LHCb Shashlik, PDG rules, Geant4 LUXE showers)
+    diffcalo pileup        background occupancy per region (Pythia 8 flux model, 40 collisions/crossing)
 """
 
 from __future__ import annotations
@@ -152,6 +153,26 @@ def _cmd_validate(args) -> int:
     return 0
 
 
+def _cmd_pileup(args) -> int:
+    import diffcalo as dc
+    from diffcalo.pileup import PileupModel, occupancy
+
+    model = PileupModel.from_json(args.model, collisions_per_crossing=args.collisions) if args.model \
+        else PileupModel.default(collisions_per_crossing=args.collisions)
+    layout = dc.layout.preset(args.layout)
+    print(f"pile-up model: {model.source}")
+    print(f"{layout.name}, {args.collisions:g} collisions per crossing, {args.window}x{args.window} windows:")
+    names = model.names
+    print(f"{'region':<11}{'cell mm':>8}{'window mm':>10}{'hits':>7}" + "".join(f"{n:>16}" for n in names)
+          + f"{'energy GeV':>12}")
+    for r in occupancy(model, layout, window=args.window):
+        print(f"{r['region']:<11}{r['cell_size_mm']:>8.2f}{r['window_mm']:>10.1f}{r['hits']:>7.2f}"
+              + "".join(f"{r['hits_per_class'][n]:>16.3f}" for n in names) + f"{r['energy_gev']:>12.1f}")
+    print("(mean number of background particles hitting a window and their mean total incident energy, "
+          "averaged over each region)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffcalo", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_layout)
     p = sub.add_parser("technologies", help="list the registered module technologies")
     p.set_defaults(func=_cmd_technologies)
+    p = sub.add_parser("pileup", help="background occupancy per region from the pile-up flux model")
+    p.add_argument("--layout", default="lhcb-upgrade2-baseline")
+    p.add_argument("--collisions", type=float, default=40.0, help="collisions per crossing (default 40)")
+    p.add_argument("--window", type=_odd_window, default=5)
+    p.add_argument("--model", help="flux model JSON (default: the shipped Pythia 8 fit)")
+    p.set_defaults(func=_cmd_pileup)
     p = sub.add_parser("validate", help="print the physics validation figures")
     p.add_argument("-n", type=_positive_int, default=3000, help="photons per energy for the Shashlik fit")
     p.add_argument("--geant4", help="Geant4 LUXE reference file (default: the tests' copy)")
