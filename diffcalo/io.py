@@ -10,7 +10,7 @@ Schema ``diffcalo.clusters`` version 1 (one HDF5 file):
   (ns; 0 where a cell has no energy), ``e_true`` [N], ``x``, ``y``,
   ``tx``, ``ty`` float32 [N], ``pid`` int32 [N], ``offset`` float32 [N, 2], ``cell_index`` int32 [N, 2],
   ``cell_size_mm`` float32 [N], ``region``, ``status`` int32 [N], ``leakage`` float32 [N] (NaN when
-  unknown, e.g. imported data). Datasets are chunked along N, gzip-compressed with shuffle, and
+  unknown, e.g. imported data), ``n_background`` int32 [N] (pile-up particles drawn per window). Datasets are chunked along N, gzip-compressed with shuffle, and
   carry Fletcher-32 checksums so that corrupted chunks are detected on read.
 
 Writes go to a hidden temporary file in the destination folder, which is renamed over the final
@@ -41,7 +41,7 @@ FIELDS: dict[str, tuple[str, int]] = {
     "energy": ("float32", 3), "time": ("float32", 3), "e_true": ("float32", 0), "x": ("float32", 0), "y": ("float32", 0),
     "tx": ("float32", 0), "ty": ("float32", 0), "pid": ("int32", 0), "offset": ("float32", 1),
     "cell_index": ("int32", 1), "cell_size_mm": ("float32", 0), "region": ("int32", 0),
-    "status": ("int32", 0), "leakage": ("float32", 0),
+    "status": ("int32", 0), "leakage": ("float32", 0), "n_background": ("int32", 0),
 }
 _FINITE = ("energy", "time", "e_true", "x", "y", "tx", "ty")
 
@@ -274,7 +274,7 @@ def import_calochallenge(src, dst, *, layers: int, ny: int, nx: int, cell_size_m
                               tx=zeros, ty=zeros, pid=np.full(m, pid, np.int32), offset=np.zeros((m, 2), np.float32),
                               cell_index=np.full((m, 2), -1, np.int32), cell_size_mm=np.full(m, cell_size_mm, np.float32),
                               region=np.zeros(m, np.int32), status=np.zeros(m, np.int32),
-                              leakage=np.full(m, np.nan, np.float32)))
+                              leakage=np.full(m, np.nan, np.float32), n_background=np.zeros(m, np.int32)))
     return pathlib.Path(dst)
 
 

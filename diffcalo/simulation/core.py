@@ -69,6 +69,8 @@ class Clusters:
         region: [n] region index (-1 beam hole, -2 outside the wall).
         status: [n] 0 ok, 1 in the beam hole, 2 outside the wall (such clusters have zero energy).
         leakage: [n] true fraction of the shower energy behind the stack (before fluctuations).
+        n_background: [n] pile-up particles drawn into the window (before the ``max_background``
+            cap: min(n_background, max_background) were simulated); 0 without pile-up.
     """
 
     energy: jnp.ndarray
@@ -85,6 +87,7 @@ class Clusters:
     region: jnp.ndarray
     status: jnp.ndarray
     leakage: jnp.ndarray
+    n_background: jnp.ndarray
 
     @property
     def n(self) -> int:
@@ -150,6 +153,9 @@ def region_tables(detector: Detector, depth_nodes: int, image: bool):
             w.extend(0.5 * wx)
             onehot.extend([np.eye(n_out)[sec]] * m)
         ly = tech.light_yield_pe_per_gev
+        mip, p_int = tech.mip_response()
+        if pad:
+            mip = jnp.concatenate([mip, jnp.zeros(pad)])
         rows.append(dict(
             ec_mev=props.ec_mev, z_eff=props.z_eff, sampling_frequency=props.sampling_frequency,
             e_over_mip=props.e_over_mip, moliere_radius_mm=props.moliere_radius_mm,
@@ -158,6 +164,7 @@ def region_tables(detector: Detector, depth_nodes: int, image: bool):
             noise_gev=jnp.asarray(tech.noise_gev), constant_term=jnp.asarray(tech.constant_term),
             threshold_gev=jnp.asarray(tech.threshold_gev),
             time_stochastic_ns=jnp.asarray(tech.time_stochastic_ns),
+            mip_gev=mip, interaction_probability=p_int,
             time_constant_ns=jnp.asarray(tech.time_constant_ns),
             t_edges=sec_t, z_edges=sec_z,
             section_mask=(jnp.arange(n_out) < tech.n_sections).astype(float),
@@ -348,9 +355,10 @@ def poisson_counts(key, lam):
     return jnp.where(lam < POISSON_EXACT_BELOW, count, big)
 
 
-@functools.partial(jax.jit, static_argnames=("mode", "window", "depth_nodes", "image"))
+@functools.partial(jax.jit, static_argnames=("mode", "window", "depth_nodes", "image", "pileup",
+                                             "max_background"))
 def _simulate_jit(detector: Detector, particles: Particles, key, mode: str, window: int,
-                  depth_nodes: int, image: bool) -> Clusters:
+                  depth_nodes: int, image: bool, pileup=None, max_background: int = 8) -> Clusters:
     layout = detector.layout
     tables = region_tables(detector, depth_nodes, image)
     region, status = layout.region_of(particles.x, particles.y)
@@ -378,6 +386,7 @@ def _simulate_jit(detector: Detector, particles: Particles, key, mode: str, wind
         # impact cell on its module's grid; the centre is differentiable in the cell size
         ix, iy, cx, cy = layout.cell_of(particles.x, particles.y, cell)
         ax0, ay0 = particles.x - cx, particles.y - cy
+        window_centre = (cx, cy)
         offset = jnp.stack([ax0, ay0], axis=-1)
         base = jnp.arange(window + 1) - 0.5 * window                      # [K+1] in cell units
         x_edges = y_edges = base[:, None] * cell[None, :]                 # [K+1, n]
@@ -387,14 +396,24 @@ def _simulate_jit(detector: Detector, particles: Particles, key, mode: str, wind
     else:
         mean, depth, leakage = _map_chunks(lambda b: _shower_cells(*b[:8], b[9], b[10], b[8]),
                                     batched + (x_edges, y_edges))
-    k_fluct, k_time = jax.random.split(k_fluct)
-    cells = _fluctuate(mean, tab, k_fluct, mode) * tab["section_mask"][:, None, None, :]
-    cells = jnp.where(ok, cells, 0.0)
+    k_fluct, k_time, k_bg = jax.random.split(k_fluct, 3)
     # Cell time: production time + flight from the interaction point to the impact point + travel
     # along the (tilted) axis to the deposit's mean depth, all at c; then the technology's jitter.
     flight = jnp.sqrt(particles.x ** 2 + particles.y ** 2 + layout.z_mm ** 2) if layout.z_mm > 0 else 0.0
     along = jnp.sqrt(1.0 + particles.tx ** 2 + particles.ty ** 2)
     t_mean = particles.time + (flight + depth * along) / SPEED_OF_LIGHT_MM_PER_NS
+    n_background = jnp.zeros(particles.energy.shape, jnp.int32)
+    if pileup is not None:
+        from diffcalo.simulation.overlay import background_deposits
+
+        bg_e, bg_et, n_bg, _ = background_deposits(k_bg, pileup, tab, cell, window_centre[0], window_centre[1],
+                                                   window, x_edges, mode, max_background, layout.z_mm)
+        total = mean + bg_e
+        t_mean = jnp.where(total > 0, (mean * t_mean + bg_et) / jnp.where(total > 0, total, 1.0), t_mean)
+        mean = total
+        n_background = jnp.where(ok, n_bg, 0).astype(jnp.int32)
+    cells = _fluctuate(mean, tab, k_fluct, mode) * tab["section_mask"][:, None, None, :]
+    cells = jnp.where(ok, cells, 0.0)
     times = cell_time_jitter(k_time, t_mean, cells, tab["time_stochastic_ns"], tab["time_constant_ns"])
     times = jnp.where(cells > 0, times, 0.0)
     cells = jnp.moveaxis(cells, -1, 0)                                    # [n, L, Ny, Nx]
@@ -404,13 +423,13 @@ def _simulate_jit(detector: Detector, particles: Particles, key, mode: str, wind
         ty=particles.ty, pid=particles.pid, offset=offset,
         cell_index=jnp.where(ok[:, None], jnp.stack([ix, iy], axis=-1), -1),
         cell_size_mm=jnp.where(ok, cell, 0.0), region=region, status=status,
-        leakage=jnp.where(ok, leakage, 0.0),
+        leakage=jnp.where(ok, leakage, 0.0), n_background=n_background,
     )
 
 
 def simulate(detector: Detector, particles: Particles, *, key, mode: str = "relaxed", window: int = 5,
              depth_nodes: int | None = None, image: bool = False,
-             on_invalid: str = "raise") -> Clusters:
+             on_invalid: str = "raise", pileup=None, max_background: int = 8) -> Clusters:
     r"""Simulate calorimeter clusters for a batch of particles.
 
     Args:
@@ -427,6 +446,10 @@ def simulate(detector: Detector, particles: Particles, *, key, mode: str = "rela
             layouts of small stacks such as LUXE and the toy; each layer its own section).
         on_invalid: ``"raise"``: a particle in the beam hole or outside the wall is an error;
             ``"flag"``: such clusters get ``status`` 1 or 2 and zero energy.
+        pileup: a :class:`~diffcalo.pileup.PileupModel` to overlay background particles in every
+            window (window mode; see :mod:`diffcalo.simulation.overlay`), or None.
+        max_background: static cap on the background particles per window (masked slots); the
+            drawn count is returned in ``Clusters.n_background``.
 
     Returns:
         :class:`Clusters`.
@@ -480,7 +503,17 @@ def simulate(detector: Detector, particles: Particles, *, key, mode: str = "rela
                     f"is {what} ({bad.size} of {status.size} particles are off the active wall); the wall spans |x| < {lay.width_mm / 2:g}, "
                     f"|y| < {lay.height_mm / 2:g} mm, beam hole {lay.beam_hole[0]} x {lay.beam_hole[1]} "
                     "modules. Pass on_invalid='flag' to keep them with status 1 (beam hole) or 2 (outside)")
-    return _simulate_jit(detector, particles, key, mode, window, depth_nodes, image)
+    if pileup is not None:
+        from diffcalo.pileup import PileupModel
+
+        if not isinstance(pileup, PileupModel):
+            raise TypeError(f"pileup: expected a diffcalo PileupModel (PileupModel.default()), got {type(pileup).__name__}")
+        if image:
+            raise ValueError("pileup with image = True is not supported; use window mode")
+        if not (isinstance(max_background, int) and max_background >= 1):
+            raise ValueError(f"max_background = {max_background!r}: must be an integer >= 1")
+    return _simulate_jit(detector, particles, key, mode, window, depth_nodes, image, pileup,
+                         max_background if pileup is not None else 8)
 
 
 def _check_key(key) -> None:

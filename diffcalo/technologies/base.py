@@ -225,6 +225,30 @@ class Technology:
             out.append(jnp.broadcast_to(p.sampling_fraction, (b.count,)))
         return jnp.concatenate(out)
 
+    def mip_response(self):
+        r"""What a minimum-ionising particle crossing the stack at normal incidence reads, per
+        section (EM-scale GeV: energy lost in all materials / (e/mip)), and the probability that a
+        hadron interacts in the stack, 1 - exp(-sum rho t / lambda_I) with the rule of thumb
+        lambda_I = 35 A^(1/3) g/cm^2 per material.
+
+        Returns:
+            (mip_gev [n_sections], interaction_probability scalar), differentiable in thicknesses.
+        """
+        props = self.effective_medium()
+        per_layer, grammage_over_lambda = [], 0.0
+        for b in self.stack:
+            pieces = [(get_material(b.absorber), jnp.asarray(b.absorber_mm)), (get_material(b.active), jnp.asarray(b.active_mm))]
+            if b.gap_mm:
+                pieces.append((get_material("air"), jnp.asarray(b.gap_mm)))
+            loss = sum(m.dedx_min * m.density * 0.1 * t for m, t in pieces)              # MeV per layer
+            per_layer.append(jnp.broadcast_to(loss, (b.count,)))
+            grammage_over_lambda = grammage_over_lambda + b.count * sum(
+                m.density * 0.1 * t / (35.0 * m.a ** (1.0 / 3.0)) for m, t in pieces)
+        loss = jnp.concatenate(per_layer) / 1000.0 / props.e_over_mip
+        edges = self.section_layer_edges()
+        mip = jnp.stack([jnp.sum(loss[a:b]) for a, b in zip(edges[:-1], edges[1:])])
+        return mip, 1.0 - jnp.exp(-grammage_over_lambda)
+
     def section_layer_edges(self) -> tuple[int, ...]:
         """Layer index at which each section starts, plus n_layers at the end."""
         edges = [0]
