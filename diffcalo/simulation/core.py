@@ -358,7 +358,7 @@ def poisson_counts(key, lam):
 @functools.partial(jax.jit, static_argnames=("mode", "window", "depth_nodes", "image", "pileup",
                                              "max_background"))
 def _simulate_jit(detector: Detector, particles: Particles, key, mode: str, window: int,
-                  depth_nodes: int, image: bool, pileup=None, max_background: int = 8) -> Clusters:
+                  depth_nodes: int, image: bool, pileup=None, max_background: int = 12) -> Clusters:
     layout = detector.layout
     tables = region_tables(detector, depth_nodes, image)
     region, status = layout.region_of(particles.x, particles.y)
@@ -406,7 +406,10 @@ def _simulate_jit(detector: Detector, particles: Particles, key, mode: str, wind
     if pileup is not None:
         from diffcalo.simulation.overlay import background_deposits
 
-        bg_e, bg_et, n_bg, _ = background_deposits(k_bg, pileup, tab, cell, window_centre[0], window_centre[1],
+        # background showers: one depth node per readout section (half the signal's cost)
+        tab_bg = {k: jnp.moveaxis(v[ridx], 0, -1)
+                  for k, v in region_tables(detector, detector.n_sections, False).items()}
+        bg_e, bg_et, n_bg, _ = background_deposits(k_bg, pileup, tab_bg, cell, window_centre[0], window_centre[1],
                                                    window, x_edges, mode, max_background, layout.z_mm)
         total = mean + bg_e
         t_mean = jnp.where(total > 0, (mean * t_mean + bg_et) / jnp.where(total > 0, total, 1.0), t_mean)
@@ -429,7 +432,7 @@ def _simulate_jit(detector: Detector, particles: Particles, key, mode: str, wind
 
 def simulate(detector: Detector, particles: Particles, *, key, mode: str = "relaxed", window: int = 5,
              depth_nodes: int | None = None, image: bool = False,
-             on_invalid: str = "raise", pileup=None, max_background: int = 8) -> Clusters:
+             on_invalid: str = "raise", pileup=None, max_background: int = 12) -> Clusters:
     r"""Simulate calorimeter clusters for a batch of particles.
 
     Args:
@@ -448,8 +451,9 @@ def simulate(detector: Detector, particles: Particles, *, key, mode: str = "rela
             ``"flag"``: such clusters get ``status`` 1 or 2 and zero energy.
         pileup: a :class:`~diffcalo.pileup.PileupModel` to overlay background particles in every
             window (window mode; see :mod:`diffcalo.simulation.overlay`), or None.
-        max_background: static cap on the background particles per window (masked slots); the
-            drawn count is returned in ``Clusters.n_background``.
+        max_background: static cap on the background particles per window (masked slots; default
+            12); the drawn count is returned in ``Clusters.n_background``. Background showers use
+            one depth node per readout section.
 
     Returns:
         :class:`Clusters`.
@@ -513,7 +517,7 @@ def simulate(detector: Detector, particles: Particles, *, key, mode: str = "rela
         if not (isinstance(max_background, int) and max_background >= 1):
             raise ValueError(f"max_background = {max_background!r}: must be an integer >= 1")
     return _simulate_jit(detector, particles, key, mode, window, depth_nodes, image, pileup,
-                         max_background if pileup is not None else 8)
+                         max_background if pileup is not None else 12)
 
 
 def _check_key(key) -> None:
