@@ -338,12 +338,13 @@ def main(argv: list[str] | None = None) -> None:
 
     runners: dict[tuple[str, str], Callable[[int], np.ndarray]] = {}
     for mode in MODES:
-        def run_jax(seed: int, mode: str = mode):
+        def run_jax(seed: int, mode: str = mode, timing: bool = False):
             # Not key(seed): simulate(key=key(0)) would reuse the gun's key(0), and the shape normals
             # would then be drawn from the same bits as the particle energies (fully correlated).
+            # timing=False: the NumPy peer has no cell times, so this is the same model.
             key = jax.random.fold_in(jax.random.key(SIMULATE_SEED), seed)
             clusters = dc.simulate(det, particles, key=key, mode=mode,
-                                   window=WINDOW, depth_nodes=args.depth_nodes)
+                                   window=WINDOW, depth_nodes=args.depth_nodes, timing=timing)
             return jax.block_until_ready(clusters).energy
 
         def run_numpy(seed: int, mode: str = mode):
@@ -351,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
 
         runners["JAX", mode] = run_jax
         runners["NumPy", mode] = run_numpy
+        runners["JAX+time", mode] = functools.partial(run_jax, mode=mode, timing=True)
 
     # Warm-up (compiles JAX; pages in NumPy's buffers); its outputs serve the stochastic check.
     outputs = {}

@@ -69,6 +69,7 @@ class PeerModel:
     region_half_mm: np.ndarray
     hole_half_mm: tuple[float, float]
     origin_mm: tuple[float, float]
+    module_mm: float
     n_sections: int
     depth_nodes: int
     window: int
@@ -94,6 +95,7 @@ class PeerModel:
                                     dtype=DTYPE),
             hole_half_mm=(lay.beam_hole[0] * half, lay.beam_hole[1] * half),
             origin_mm=lay.origin_mm,
+            module_mm=lay.module_mm,
             n_sections=detector.n_sections,
             depth_nodes=depth_nodes,
             window=window,
@@ -265,8 +267,13 @@ def mean_cells(model: PeerModel, batch: Batch, z1: np.ndarray, z2: np.ndarray):
     # Window frame: cell edges relative to the impact-cell centre, then to the (slope-shifted) axis.
     cell = sh["cell"]
     x0, y0 = model.origin_mm
-    cx = x0 + (np.floor((batch.x - x0) / cell) + DTYPE(0.5)) * cell
-    cy = y0 + (np.floor((batch.y - y0) / cell) + DTYPE(0.5)) * cell
+    m = DTYPE(model.module_mm)
+
+    def centre(v, v0):  # cells restart at each module's corner (as diffcalo.layout.Layout.cell_of)
+        corner = v0 + np.floor((v - v0) / m) * m
+        return corner + (np.floor((v - corner) / cell) + DTYPE(0.5)) * cell
+
+    cx, cy = centre(batch.x, x0), centre(batch.y, y0)
     edges = (np.arange(k + 1, dtype=DTYPE) - DTYPE(0.5 * k))[None, :] * cell[:, None]   # [n, K+1]
     axis_x = (batch.x - cx)[:, None] + batch.tx[:, None] * z_node                  # [n, S]
     axis_y = (batch.y - cy)[:, None] + batch.ty[:, None] * z_node

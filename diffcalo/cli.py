@@ -6,6 +6,8 @@ Commands:
     diffcalo technologies  list the registered module technologies and their effective media
     diffcalo validate      physics validation figures (LHCb Shashlik, PDG rules, Geant4 LUXE showers)
     diffcalo pileup        background occupancy per region (Pythia 8 flux model, 40 collisions/crossing)
+    diffcalo simulate CFG -o out.h5   simulate clusters from a TOML config into an HDF5 dataset
+    diffcalo inspect out.h5 [--plot DIR]   summarise a dataset, draw clusters and an occupancy map
 """
 
 from __future__ import annotations
@@ -173,6 +175,76 @@ def _cmd_pileup(args) -> int:
     return 0
 
 
+def _cmd_simulate(args) -> int:
+    import jax
+    import numpy as np
+    from tqdm import tqdm
+
+    import diffcalo as dc
+    from diffcalo.config import load_simulation_config
+    from diffcalo.io import DatasetWriter
+    from diffcalo.pileup import PileupModel
+
+    cfg = load_simulation_config(args.config)
+    det = dc.Detector.from_layout(dc.layout.preset(cfg.layout))
+    spectrum = cfg.energy_spectrum()
+    pileup = PileupModel.default(collisions_per_crossing=cfg.collisions) if cfg.collisions > 0 else None
+    direction = cfg.direction if det.layout.z_mm > 0 or cfg.direction != "from-ip" else (0.0, 0.0)
+    root = jax.random.key(cfg.seed)
+    out = pathlib.Path(args.output)
+    n_bg, capped = [], 0
+    with DatasetWriter(out, config=cfg.as_dict(), seed=cfg.seed, overwrite=args.force) as writer, \
+            tqdm(total=cfg.n, unit="cluster", unit_scale=True, disable=args.quiet, desc="simulate") as bar:
+        for i, start in enumerate(range(0, cfg.n, cfg.batch)):
+            size = min(cfg.batch, cfg.n - start)
+            k_gun, k_sim = jax.random.split(jax.random.fold_in(root, i))
+            p = dc.gun(k_gun, size, det.layout, energy=spectrum, pid=cfg.pid, region=cfg.region, direction=direction)
+            c = dc.simulate(det, p, key=k_sim, mode=cfg.mode, window=cfg.window, depth_nodes=cfg.depth_nodes,
+                            pileup=pileup, max_background=cfg.max_background)
+            writer.append(c)
+            nb = np.asarray(c.n_background)
+            n_bg.append(nb.mean())
+            capped += int((nb > cfg.max_background).sum())
+            bar.update(size)
+    print(f"wrote {cfg.n} clusters to {out}" + (f"; pile-up {cfg.collisions:g} collisions/crossing: "
+          f"{np.mean(n_bg):.2f} background particles per window, {capped / cfg.n:.3%} of windows over the "
+          f"cap of {cfg.max_background}" if pileup else ""))
+    return 0
+
+
+def _cmd_inspect(args) -> int:
+    import numpy as np
+
+    from diffcalo.io import dataset_info, iter_clusters
+
+    info = dataset_info(args.file)
+    print(f"{info['path']}: {info['n_clusters']} clusters of shape {tuple(info['energy_shape'])}, seed {info['seed']}, "
+          f"written by diffcalo {info['diffcalo_version']}")
+    print(f"config: {info['config']}")
+    sums, ratio, nbg, regions, first = [], [], [], [], None
+    for c in iter_clusters(args.file):
+        e = c.energy.reshape(c.energy.shape[0], -1).sum(axis=1)
+        sums.append(e)
+        ratio.append(e / c.e_true)
+        nbg.append(c.n_background)
+        regions.append(c.region)
+        first = first or c
+    sums, ratio, nbg, regions = map(np.concatenate, (sums, ratio, nbg, regions))
+    print(f"window sum / true energy: mean {ratio.mean():.4f}, rms {ratio.std():.4f}; "
+          f"background particles per window: mean {nbg.mean():.2f}, max {nbg.max()}")
+    for r in np.unique(regions):
+        m = regions == r
+        print(f"  region {r}: {m.sum()} clusters, sum/E mean {ratio[m].mean():.4f} rms {ratio[m].std():.4f}, "
+              f"background {nbg[m].mean():.2f}")
+    if args.plot:
+        from diffcalo.plotting import plot_clusters, plot_occupancy
+
+        out = pathlib.Path(args.plot)
+        print(f"wrote {plot_clusters(first, out / 'clusters.png', title=str(info['path'].name))} and "
+              f"{plot_occupancy(args.file, out / 'occupancy.png')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffcalo", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,6 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_layout)
     p = sub.add_parser("technologies", help="list the registered module technologies")
     p.set_defaults(func=_cmd_technologies)
+    p = sub.add_parser("simulate", help="simulate clusters from a TOML config into an HDF5 dataset")
+    p.add_argument("config", help="TOML config (see diffcalo.config)")
+    p.add_argument("-o", "--output", required=True, help="output .h5 file")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_simulate)
+    p = sub.add_parser("inspect", help="summarise a dataset; --plot DIR draws clusters and an occupancy map")
+    p.add_argument("file")
+    p.add_argument("--plot", help="directory for PNG files")
+    p.set_defaults(func=_cmd_inspect)
     p = sub.add_parser("pileup", help="background occupancy per region from the pile-up flux model")
     p.add_argument("--layout", default="lhcb-upgrade2-baseline")
     p.add_argument("--collisions", type=float, default=40.0, help="collisions per crossing (default 40)")
@@ -210,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"diffcalo {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@ import pathlib
 
 import numpy as np
 
-__all__ = ["plot_layout", "plot_clusters", "TECHNOLOGY_COLOURS"]
+__all__ = ["plot_layout", "plot_clusters", "plot_occupancy", "TECHNOLOGY_COLOURS"]
 
 TECHNOLOGY_COLOURS = {
     "spacal-w": "#1b5e9e",
@@ -130,3 +130,29 @@ def plot_clusters(clusters, path, *, n: int = 6, title: str | None = None) -> pa
     fig.tight_layout()
     fig.colorbar(im, ax=axes, shrink=0.8, label="cell energy [GeV]")
     return _save(fig, path, tight=False)
+
+
+def plot_occupancy(dataset, path, *, bins: int = 64) -> pathlib.Path:
+    """Occupancy map of a dataset: mean number of background particles per window vs impact point,
+    and the number of clusters per bin (two panels)."""
+    from diffcalo.io import iter_clusters
+
+    plt = _pyplot()
+    xs, ys, nb = [], [], []
+    for c in iter_clusters(dataset):
+        xs.append(c.x)
+        ys.append(c.y)
+        nb.append(c.n_background)
+    x, y, nb = (np.concatenate(v) for v in (xs, ys, nb))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), dpi=100)
+    counts, xe, ye = np.histogram2d(x, y, bins=bins)
+    sums, _, _ = np.histogram2d(x, y, bins=[xe, ye], weights=nb)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(counts > 0, sums / counts, np.nan)
+    for ax, data, label in ((axes[0], mean, "background particles per window"), (axes[1], counts, "clusters")):
+        im = ax.pcolormesh(xe, ye, data.T, cmap="viridis")
+        fig.colorbar(im, ax=ax, label=label)
+        ax.set_xlabel("x [mm]")
+        ax.set_ylabel("y [mm]")
+        ax.set_aspect("equal")
+    return _save(fig, path)

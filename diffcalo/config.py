@@ -1,0 +1,171 @@
+"""Simulation configs: TOML -> a frozen, validated dataclass.
+
+Errors name the key, the value and what is allowed; unknown keys (typos) are errors. Example::
+
+    [layout]
+    preset = "lhcb-upgrade2-baseline"
+
+    [particles]
+    n = 100000
+    pid = 22                    # 22 photon, 11 electron, -11 positron
+    energy = { kind = "log-uniform", low = 2.0, high = 100.0 }   # or uniform / discrete (values = [...]) or a number
+    region = "spacal-w"         # optional: one region (name or index)
+    direction = "from-ip"       # or [tx, ty]
+
+    [simulation]
+    mode = "realistic"          # or "relaxed"
+    window = 5
+
+    [pileup]
+    collisions = 40             # 0 switches pile-up off
+    max_background = 12
+
+    seed = 1
+    batch = 20000               # clusters per streamed batch
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import tomllib
+from typing import Any
+
+__all__ = ["SimulationConfig", "load_simulation_config", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """A config value that is not allowed: the message names key, value and what is allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulationConfig:
+    layout: str = "lhcb-upgrade2-baseline"
+    n: int = 10000
+    pid: int = 22
+    energy: dict = dataclasses.field(default_factory=lambda: {"kind": "log-uniform", "low": 2.0, "high": 100.0})
+    region: str | int | None = None
+    direction: str | tuple[float, float] = "from-ip"
+    mode: str = "realistic"
+    window: int = 5
+    depth_nodes: int | None = None
+    collisions: float = 0.0
+    max_background: int = 12
+    seed: int = 0
+    batch: int = 20000
+
+    def as_dict(self) -> dict:
+        """The fully resolved config (stored with every dataset)."""
+        d = dataclasses.asdict(self)
+        d["direction"] = list(d["direction"]) if isinstance(d["direction"], tuple) else d["direction"]
+        return d
+
+    def energy_spectrum(self):
+        from diffcalo.particles import discrete_energy, log_uniform_energy, uniform_energy
+
+        e = self.energy
+        return {"uniform": lambda: uniform_energy(e["low"], e["high"]),
+                "log-uniform": lambda: log_uniform_energy(e["low"], e["high"]),
+                "discrete": lambda: discrete_energy(e["values"])}[e["kind"]]()
+
+
+_SECTIONS = {
+    "layout": {"preset"},
+    "particles": {"n", "pid", "energy", "region", "direction"},
+    "simulation": {"mode", "window", "depth_nodes"},
+    "pileup": {"collisions", "max_background"},
+}
+_TOP = {"seed", "batch"}
+
+
+def _fail(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"{key} = {value!r}: {allowed}")
+
+
+def load_simulation_config(path) -> SimulationConfig:
+    """Read and validate a simulation config file."""
+    from diffcalo.layout import PRESETS
+    from diffcalo.particles import SUPPORTED_PIDS
+
+    path = pathlib.Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for key, value in raw.items():
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise _fail(key, value, "must be a table [" + key + "]")
+            unknown = set(value) - _SECTIONS[key]
+            if unknown:
+                raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)} in [{key}]; allowed: {sorted(_SECTIONS[key])}")
+        elif key not in _TOP:
+            raise ConfigError(f"{path}: unknown key {key!r}; allowed sections {sorted(_SECTIONS)} and keys {sorted(_TOP)}")
+    lay, par, sim, pu = (raw.get(k, {}) for k in ("layout", "particles", "simulation", "pileup"))
+    kw: dict[str, Any] = {}
+    if "preset" in lay:
+        if lay["preset"] not in PRESETS:
+            raise _fail("layout.preset", lay["preset"], f"allowed {sorted(PRESETS)}")
+        kw["layout"] = lay["preset"]
+
+    def positive_int(key, value):
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise _fail(key, value, "must be an integer >= 1")
+        return value
+
+    if "n" in par:
+        kw["n"] = positive_int("particles.n", par["n"])
+    if "pid" in par:
+        if par["pid"] not in SUPPORTED_PIDS:
+            raise _fail("particles.pid", par["pid"], f"allowed {SUPPORTED_PIDS}")
+        kw["pid"] = par["pid"]
+    if "energy" in par:
+        e = par["energy"]
+        if isinstance(e, (int, float)) and not isinstance(e, bool):
+            e = {"kind": "discrete", "values": [float(e)]}
+        if not isinstance(e, dict) or e.get("kind") not in ("uniform", "log-uniform", "discrete"):
+            raise _fail("particles.energy.kind", e.get("kind") if isinstance(e, dict) else e,
+                        "allowed 'uniform', 'log-uniform', 'discrete' (or a number of GeV)")
+        need = {"discrete": {"kind", "values"}}.get(e["kind"], {"kind", "low", "high"})
+        if set(e) != need:
+            raise ConfigError(f"particles.energy = {e!r}: kind {e['kind']!r} takes exactly the keys {sorted(need)}")
+        kw["energy"] = e
+    if "region" in par:
+        kw["region"] = par["region"]
+    if "direction" in par:
+        d = par["direction"]
+        if d != "from-ip" and not (isinstance(d, list) and len(d) == 2 and all(isinstance(v, (int, float)) for v in d)):
+            raise _fail("particles.direction", d, "allowed 'from-ip' or [tx, ty]")
+        kw["direction"] = d if d == "from-ip" else (float(d[0]), float(d[1]))
+    if "mode" in sim:
+        if sim["mode"] not in ("relaxed", "realistic"):
+            raise _fail("simulation.mode", sim["mode"], "allowed 'relaxed', 'realistic'")
+        kw["mode"] = sim["mode"]
+    if "window" in sim:
+        w = positive_int("simulation.window", sim["window"])
+        if w % 2 == 0:
+            raise _fail("simulation.window", w, "must be odd")
+        kw["window"] = w
+    if "depth_nodes" in sim:
+        kw["depth_nodes"] = positive_int("simulation.depth_nodes", sim["depth_nodes"])
+    if "collisions" in pu:
+        c = pu["collisions"]
+        if not (isinstance(c, (int, float)) and not isinstance(c, bool) and c >= 0):
+            raise _fail("pileup.collisions", c, "must be a number >= 0 (0 = no pile-up)")
+        kw["collisions"] = float(c)
+    if "max_background" in pu:
+        kw["max_background"] = positive_int("pileup.max_background", pu["max_background"])
+    if "seed" in raw:
+        if not (isinstance(raw["seed"], int) and not isinstance(raw["seed"], bool) and raw["seed"] >= 0):
+            raise _fail("seed", raw["seed"], "must be an integer >= 0")
+        kw["seed"] = raw["seed"]
+    if "batch" in raw:
+        kw["batch"] = positive_int("batch", raw["batch"])
+    cfg = SimulationConfig(**kw)
+    try:
+        cfg.energy_spectrum()
+    except ValueError as exc:
+        raise ConfigError(f"particles.energy: {exc}") from None
+    return cfg
