@@ -1,0 +1,93 @@
+"""Config validation and the simulate / inspect commands (datasets, determinism, plots)."""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from diffcalo.cli import main
+from diffcalo.config import ConfigError, load_simulation_config
+from diffcalo.io import dataset_info, read_clusters
+
+CONFIG = """
+seed = 5
+batch = 150
+
+[layout]
+preset = "lhcb-upgrade2-baseline"
+
+[particles]
+n = 400
+pid = 22
+energy = { kind = "log-uniform", low = 2.0, high = 50.0 }
+region = "spacal-pb"
+
+[simulation]
+mode = "realistic"
+window = 5
+
+[pileup]
+collisions = 40
+max_background = 12
+"""
+
+
+def _write(tmp_path, text, name="cfg.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_simulate_writes_a_dataset_and_is_deterministic(tmp_path, capsys):
+    cfg = _write(tmp_path, CONFIG)
+    assert main(["simulate", str(cfg), "-o", str(tmp_path / "a.h5"), "-q"]) == 0
+    assert main(["simulate", str(cfg), "-o", str(tmp_path / "b.h5"), "-q"]) == 0
+    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
+    out = capsys.readouterr().out
+    assert "wrote 400 clusters" in out and "background particles per window" in out
+    info = dataset_info(tmp_path / "a.h5")
+    assert info["n_clusters"] == 400 and info["seed"] == 5 and info["config"]["collisions"] == 40.0
+    c = read_clusters(tmp_path / "a.h5")
+    assert np.all(c.region == 1) and c.n_background.mean() > 1 and np.all(c.energy >= 0)
+    # a different seed gives different data
+    assert main(["simulate", str(_write(tmp_path, CONFIG.replace("seed = 5", "seed = 6"), "c.toml")),
+                 "-o", str(tmp_path / "c.h5"), "-q"]) == 0
+    assert not np.array_equal(read_clusters(tmp_path / "c.h5").energy, c.energy)
+    # refuses to overwrite without --force
+    assert main(["simulate", str(cfg), "-o", str(tmp_path / "a.h5"), "-q"]) == 2
+
+
+def test_inspect_prints_a_summary_and_draws(tmp_path, capsys):
+    cfg = _write(tmp_path, CONFIG)
+    main(["simulate", str(cfg), "-o", str(tmp_path / "a.h5"), "-q"])
+    assert main(["inspect", str(tmp_path / "a.h5"), "--plot", str(tmp_path / "plots")]) == 0
+    out = capsys.readouterr().out
+    assert "400 clusters of shape (2, 5, 5)" in out and "background particles per window" in out
+    for name in ("clusters.png", "occupancy.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 10_000
+    assert main(["inspect", str(tmp_path / "missing.h5")]) == 2
+
+
+@pytest.mark.parametrize("change, message", [
+    (("mode = \"realistic\"", "mode = \"fast\""), "simulation.mode = 'fast': allowed 'relaxed', 'realistic'"),
+    (("window = 5", "window = 4"), "simulation.window = 4: must be odd"),
+    (("n = 400", "n = -3"), "particles.n = -3: must be an integer >= 1"),
+    (("kind = \"log-uniform\"", "kind = \"loguniform\""), "particles.energy.kind = 'loguniform': allowed"),
+    (("preset = \"lhcb-upgrade2-baseline\"", "preset = \"lhcb\""), "layout.preset = 'lhcb': allowed"),
+    (("collisions = 40", "collisions = -1"), "pileup.collisions = -1: must be a number >= 0"),
+    (("pid = 22", "pid = 211"), "particles.pid = 211: allowed"),
+    (("[simulation]", "[simulaton]"), "unknown key 'simulaton'"),
+    (("window = 5", "windw = 5"), r"unknown key\(s\) \['windw'\] in \[simulation\]"),
+    (("low = 2.0, high = 50.0", "low = 50.0, high = 2.0"), "particles.energy: energy range"),
+])
+def test_config_errors_name_key_value_and_allowed(tmp_path, change, message):
+    cfg = _write(tmp_path, CONFIG.replace(*change))
+    with pytest.raises(ConfigError, match=message):
+        load_simulation_config(cfg)
+
+
+def test_config_file_problems(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_simulation_config(tmp_path / "none.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_simulation_config(_write(tmp_path, "[layout\npreset = 1"))
