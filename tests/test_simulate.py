@@ -226,23 +226,27 @@ def test_poisson_counts_mean_variance_and_integers(lam):
         assert (n == 0).mean() == pytest.approx(np.exp(-2.0), abs=0.003)
 
 
+def _kernel_inputs(det, n, region, seed):
+    """Arguments of the batch-last cell kernel for ``n`` photons in one region, as simulate builds them."""
+    from diffcalo.simulation.core import region_tables
+
+    p = _photons(det, n, region, energy=dc.log_uniform_energy(2.0, 100.0), seed=seed)
+    tables = region_tables(det, 4, False)
+    reg, _ = det.layout.region_of(p.x, p.y)
+    tab = {k: jnp.moveaxis(v[reg], 0, -1) for k, v in tables.items()}
+    cell = det.cell_size_mm[reg]
+    _, _, cx, cy = det.layout.cell_of(p.x, p.y, cell)
+    edges = (jnp.arange(6) - 2.5)[:, None] * cell[None, :]
+    z = jax.random.normal(jax.random.key(9), (2, n))
+    return (p.energy, p.pid == 22, p.x - cx, p.y - cy, p.tx, p.ty, z[0], z[1], edges, edges, tab)
+
+
 def test_jitted_kernel_matches_eager_on_a_large_batch(upgrade2):
     """Guards against an XLA:CPU miscompilation seen with some section-sum patterns at n >= 8192
     (columns of the window copied from others under jit only)."""
-    from diffcalo.simulation.core import _shower_cells, region_tables
+    from diffcalo.simulation.core import _shower_cells
 
-    n = 12_000
-    p = _photons(upgrade2, n, "spacal-w", energy=dc.log_uniform_energy(2.0, 100.0), seed=4)
-    tables = region_tables(upgrade2, 4, False)
-    region, _ = upgrade2.layout.region_of(p.x, p.y)
-    tab = {k: jnp.moveaxis(v[region], 0, -1) for k, v in tables.items()}
-    cell = upgrade2.cell_size_mm[region]
-    x0, y0 = upgrade2.layout.origin_mm
-    ax0 = p.x - (x0 + (jnp.floor((p.x - x0) / cell) + 0.5) * cell)
-    ay0 = p.y - (y0 + (jnp.floor((p.y - y0) / cell) + 0.5) * cell)
-    edges = (jnp.arange(6) - 2.5)[:, None] * cell[None, :]
-    z = jax.random.normal(jax.random.key(9), (2, n))
-    args = (p.energy, p.pid == 22, ax0, ay0, p.tx, p.ty, z[0], z[1], edges, edges, tab)
+    args = _kernel_inputs(upgrade2, 12_000, "spacal-w", seed=4)
     jitted = np.asarray(jax.jit(_shower_cells)(*args)[0])
     with jax.disable_jit():
         eager = np.asarray(_shower_cells(*args)[0])
@@ -265,20 +269,11 @@ def test_key_shared_with_the_gun_does_not_bias_showers(upgrade2):
 def test_chunked_kernel_equals_one_pass(upgrade2):
     """simulate runs the cell kernel in chunks of showers (cache-friendly): the result must be the
     one-pass result, also when the batch is not a multiple of the chunk."""
-    from diffcalo.simulation.core import _map_chunks, _shower_cells, region_tables
+    from diffcalo.simulation.core import _map_chunks, _shower_cells
 
     n = 2 * 1000 + 317
-    p = _photons(upgrade2, n, "spacal-pb", energy=dc.log_uniform_energy(2.0, 100.0), seed=8)
-    tables = region_tables(upgrade2, 4, False)
-    region, _ = upgrade2.layout.region_of(p.x, p.y)
-    tab = {k: jnp.moveaxis(v[region], 0, -1) for k, v in tables.items()}
-    cell = upgrade2.cell_size_mm[region]
-    x0, y0 = upgrade2.layout.origin_mm
-    ax0 = p.x - (x0 + (jnp.floor((p.x - x0) / cell) + 0.5) * cell)
-    ay0 = p.y - (y0 + (jnp.floor((p.y - y0) / cell) + 0.5) * cell)
-    edges = (jnp.arange(6) - 2.5)[:, None] * cell[None, :]
-    z = jax.random.normal(jax.random.key(9), (2, n))
-    batched = (p.energy, p.pid == 22, ax0, ay0, p.tx, p.ty, z[0], z[1], tab, edges, edges)
+    args = _kernel_inputs(upgrade2, n, "spacal-pb", seed=8)
+    batched = args[:8] + (args[10], args[8], args[9])
     fn = lambda b: _shower_cells(*b[:8], b[9], b[10], b[8])
     one = jax.jit(fn)(batched)
     chunked = jax.jit(lambda b: _map_chunks(fn, b, chunk=1000))(batched)
