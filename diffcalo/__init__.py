@@ -8,7 +8,7 @@ Public API::
     clusters = dc.simulate(det, particles, key=jax.random.key(1))
 """
 
-from diffcalo import layout, materials, technologies
+from diffcalo import io, layout, materials, pileup, samples, technologies
 from diffcalo.detector import Detector
 from diffcalo.layout import Layout, Region
 from diffcalo.particles import Particles, discrete_energy, gun, log_uniform_energy, uniform_energy
@@ -19,4 +19,4 @@ __version__ = "0.1.0"
 
 __all__ = ["Detector", "Layout", "Region", "Particles", "Clusters", "Technology", "Block", "simulate",
            "gun", "uniform_energy", "log_uniform_energy", "discrete_energy", "layout", "materials",
-           "technologies", "__version__"]
+           "technologies", "pileup", "samples", "io", "__version__"]
