@@ -43,3 +43,21 @@ def test_samples_on_a_layout_keep_only_pairs_on_the_active_wall():
     assert c.energy.shape[0] == s.photons.n
     with pytest.raises(ValueError, match="n = 0: must be an integer >= 1"):
         pi0_sample(jax.random.key(0), 0)
+
+
+def test_pythia_forced_decays_when_the_extra_is_installed():
+    pytest.importorskip("pythia8mc")
+    from diffcalo.samples import pythia_sample
+
+    s = pythia_sample(jax.random.key(0), 20, channel="bs")
+    pairs = s.photon_p4.reshape(-1, 2, 4)
+    idx = s.parent.reshape(-1, 2)[:, 0]
+    np.testing.assert_allclose(invariant_mass(s.jpsi_p4[idx], pairs[:, 0], pairs[:, 1]),
+                               invariant_mass(s.parent_p4[idx]), rtol=1e-4)
+    np.testing.assert_allclose(invariant_mass(pairs[:, 0], pairs[:, 1]), M_PI0, rtol=1e-3)
+    lay = dc.layout.lhcb_upgrade2_baseline()
+    p = pythia_sample(jax.random.key(1), 100, channel="pi0", layout=lay)
+    _, status = lay.region_of(p.photons.x, p.photons.y)
+    assert np.all(np.asarray(status) == 0) and p.photons.n == 2 * p.accepted.sum()
+    with pytest.raises(ValueError, match="channel = 'kaon': allowed 'bs', 'pi0'"):
+        pythia_sample(jax.random.key(0), 5, channel="kaon")
