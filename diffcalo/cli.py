@@ -186,7 +186,7 @@ def _cmd_simulate(args) -> int:
     from diffcalo.pileup import PileupModel
 
     cfg = load_simulation_config(args.config)
-    det = dc.Detector.from_layout(dc.layout.preset(cfg.layout))
+    det = dc.Detector.from_layout(cfg.build_layout())
     spectrum = cfg.energy_spectrum()
     pileup = PileupModel.default(collisions_per_crossing=cfg.collisions) if cfg.collisions > 0 else None
     direction = cfg.direction if det.layout.z_mm > 0 or cfg.direction != "from-ip" else (0.0, 0.0)

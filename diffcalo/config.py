@@ -4,6 +4,9 @@ Errors name the key, the value and what is allowed; unknown keys (typos) are err
 
     [layout]
     preset = "lhcb-upgrade2-baseline"
+    # or a definition instead of a preset:
+    # name = "my-wall"; module_mm = 121.2; modules_x = 64; modules_y = 52; beam_hole = [4, 4]; z_mm = 12620
+    # regions = [{ name = "inner", technology = "spacal-w", cell_size_mm = 15.15, modules_x = 8, modules_y = 6 }, ...]
 
     [particles]
     n = 100000
@@ -40,7 +43,7 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class SimulationConfig:
-    layout: str = "lhcb-upgrade2-baseline"
+    layout: str | dict = "lhcb-upgrade2-baseline"
     n: int = 10000
     pid: int = 22
     energy: dict = dataclasses.field(default_factory=lambda: {"kind": "log-uniform", "low": 2.0, "high": 100.0})
@@ -60,6 +63,18 @@ class SimulationConfig:
         d["direction"] = list(d["direction"]) if isinstance(d["direction"], tuple) else d["direction"]
         return d
 
+    def build_layout(self):
+        """The :class:`~diffcalo.layout.Layout` (preset name or definition), validated."""
+        from diffcalo.layout import Layout, Region, preset
+
+        if isinstance(self.layout, str):
+            return preset(self.layout)
+        d = dict(self.layout)
+        regions = tuple(Region(**r) for r in d.pop("regions"))
+        if "beam_hole" in d:
+            d["beam_hole"] = tuple(d["beam_hole"])
+        return Layout(regions=regions, **d).validate()
+
     def energy_spectrum(self):
         from diffcalo.particles import discrete_energy, log_uniform_energy, uniform_energy
 
@@ -70,7 +85,7 @@ class SimulationConfig:
 
 
 _SECTIONS = {
-    "layout": {"preset"},
+    "layout": {"preset", "name", "module_mm", "modules_x", "modules_y", "beam_hole", "z_mm", "regions"},
     "particles": {"n", "pid", "energy", "region", "direction"},
     "simulation": {"mode", "window", "depth_nodes"},
     "pileup": {"collisions", "max_background"},
@@ -106,9 +121,22 @@ def load_simulation_config(path) -> SimulationConfig:
     lay, par, sim, pu = (raw.get(k, {}) for k in ("layout", "particles", "simulation", "pileup"))
     kw: dict[str, Any] = {}
     if "preset" in lay:
+        if set(lay) != {"preset"}:
+            raise ConfigError(f"[layout]: give either preset or a definition, not both (keys {sorted(lay)})")
         if lay["preset"] not in PRESETS:
             raise _fail("layout.preset", lay["preset"], f"allowed {sorted(PRESETS)}")
         kw["layout"] = lay["preset"]
+    elif lay:
+        need = {"name", "module_mm", "modules_x", "modules_y", "regions"}
+        if not need <= set(lay):
+            raise ConfigError(f"[layout]: a definition needs the keys {sorted(need)}; missing {sorted(need - set(lay))}")
+        region_keys = {"name", "technology", "cell_size_mm", "modules_x", "modules_y", "sections"}
+        for i, r in enumerate(lay["regions"]):
+            if not isinstance(r, dict) or not {"name", "technology", "cell_size_mm", "modules_x", "modules_y"} <= set(r) \
+                    or set(r) - region_keys:
+                raise _fail(f"layout.regions[{i}]", r, f"a table with keys name, technology, cell_size_mm, modules_x, "
+                            f"modules_y and optionally sections")
+        kw["layout"] = dict(lay)
 
     def positive_int(key, value):
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
@@ -168,4 +196,8 @@ def load_simulation_config(path) -> SimulationConfig:
         cfg.energy_spectrum()
     except ValueError as exc:
         raise ConfigError(f"particles.energy: {exc}") from None
+    try:
+        cfg.build_layout()
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"[layout]: {exc}") from None
     return cfg

@@ -91,3 +91,31 @@ def test_config_file_problems(tmp_path):
         load_simulation_config(tmp_path / "none.toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_simulation_config(_write(tmp_path, "[layout\npreset = 1"))
+
+
+LAYOUT_DEFINITION = """
+[layout]
+name = "two-regions"
+module_mm = 121.2
+modules_x = 16
+modules_y = 12
+beam_hole = [2, 2]
+z_mm = 12620.0
+regions = [
+  { name = "core", technology = "spacal-w", cell_size_mm = 15.15, modules_x = 6, modules_y = 4 },
+  { name = "rest", technology = "shashlik", cell_size_mm = 40.4, modules_x = 16, modules_y = 12 },
+]
+"""
+
+
+def test_layout_definition_in_a_config(tmp_path):
+    text = CONFIG.replace('[layout]\npreset = "lhcb-upgrade2-baseline"\n', LAYOUT_DEFINITION).replace(
+        'region = "spacal-pb"', 'region = "core"')
+    cfg = load_simulation_config(_write(tmp_path, text))
+    lay = cfg.build_layout()
+    assert lay.name == "two-regions" and [lay.modules_in_region(i) for i in range(2)] == [20, 168]
+    assert main(["simulate", str(_write(tmp_path, text)), "-o", str(tmp_path / "d.h5"), "-q"]) == 0
+    assert np.all(read_clusters(tmp_path / "d.h5").region == 0)
+    bad = text.replace('technology = "spacal-w"', 'technology = "lego"')
+    with pytest.raises(ConfigError, match=r"\[layout\]: .*technology = 'lego': unknown; available"):
+        load_simulation_config(_write(tmp_path, bad))
