@@ -34,7 +34,9 @@ __all__ = ["SCHEMA", "SCHEMA_VERSION", "FIELDS", "DatasetError", "DatasetWriter"
            "read_clusters", "iter_clusters", "dataset_info", "import_calochallenge"]
 
 SCHEMA = "diffcalo.clusters"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions this module reads. Version 1 had no ``t_true``; it reads as NaN (no time truth).
+READABLE_VERSIONS = (1, 2)
 
 #: field -> (dtype, number of trailing axes); energy's trailing shape is [L, K, K] or [L, Ny, Nx].
 FIELDS: dict[str, tuple[str, int]] = {
@@ -42,7 +44,10 @@ FIELDS: dict[str, tuple[str, int]] = {
     "tx": ("float32", 0), "ty": ("float32", 0), "pid": ("int32", 0), "offset": ("float32", 1),
     "cell_index": ("int32", 1), "cell_size_mm": ("float32", 0), "region": ("int32", 0),
     "status": ("int32", 0), "leakage": ("float32", 0), "n_background": ("int32", 0),
+    "t_true": ("float32", 0),
 }
+#: Fields added after version 1 (absent from version-1 files).
+_ADDED_IN = {"t_true": 2}
 _FINITE = ("energy", "time", "e_true", "x", "y", "tx", "ty")
 
 
@@ -169,9 +174,9 @@ def dataset_info(path) -> dict:
                                "(not a diffcalo cluster dataset)")
         version = attrs.get("schema_version")
         version = version.item() if isinstance(version, np.generic) else version
-        if version != SCHEMA_VERSION:
-            raise DatasetError(f"{path}: schema_version = {version!r}; this diffcalo reads version "
-                               f"{SCHEMA_VERSION}")
+        if version not in READABLE_VERSIONS:
+            raise DatasetError(f"{path}: schema_version = {version!r}; this diffcalo reads versions "
+                               f"{READABLE_VERSIONS}")
         if not bool(attrs.get("complete", False)):
             raise DatasetError(f"{path}: incomplete (the writer did not finish)")
         n = int(attrs.get("n_clusters", -1))
@@ -180,6 +185,8 @@ def dataset_info(path) -> dict:
         group = f["clusters"]
         shapes = {}
         for name, (dtype, ndim) in FIELDS.items():
+            if name not in group and _ADDED_IN.get(name, 0) > version:
+                continue
             if name not in group:
                 raise DatasetError(f"{path}: missing field clusters/{name}")
             ds = group[name]
@@ -192,7 +199,7 @@ def dataset_info(path) -> dict:
         if shapes["offset"][1:] != (2,) or shapes["cell_index"][1:] != (2,):
             raise DatasetError(f"{path}: offset and cell_index must be [N, 2]")
     config = attrs.get("config", "{}")
-    return dict(n_clusters=n, energy_shape=shapes["energy"][1:], seed=int(attrs.get("seed", -1)),
+    return dict(n_clusters=n, schema_version=version, energy_shape=shapes["energy"][1:], seed=int(attrs.get("seed", -1)),
                 config=json.loads(config if isinstance(config, str) else config.decode()),
                 diffcalo_version=attrs.get("diffcalo_version"), path=path)
 
@@ -212,7 +219,7 @@ def iter_clusters(path, *, chunk_size: int = 65536, check_values: bool = True) -
         for start in range(0, n, chunk_size):
             stop = min(start + chunk_size, n)
             try:
-                arrays = {name: group[name][start:stop] for name in FIELDS}
+                arrays = {name: group[name][start:stop] for name in FIELDS if name in group}
             except OSError as exc:
                 raise DatasetError(f"{path}: clusters {start}-{stop} cannot be read (corrupted?): {exc}") from None
             if check_values:
@@ -221,6 +228,9 @@ def iter_clusters(path, *, chunk_size: int = 65536, check_values: bool = True) -
                     if bad.size:
                         raise DatasetError(f"{path}: clusters/{name}[{start + bad[0]}] is not finite "
                                            f"({bad.size} clusters in {start}-{stop})")
+            for name, (dtype, _) in FIELDS.items():
+                if name not in arrays:          # older schema: field unknown at the time
+                    arrays[name] = np.full(stop - start, np.nan, dtype)
             yield Clusters(**{k: np.asarray(v) for k, v in arrays.items()})
 
 
@@ -274,7 +284,8 @@ def import_calochallenge(src, dst, *, layers: int, ny: int, nx: int, cell_size_m
                               tx=zeros, ty=zeros, pid=np.full(m, pid, np.int32), offset=np.zeros((m, 2), np.float32),
                               cell_index=np.full((m, 2), -1, np.int32), cell_size_mm=np.full(m, cell_size_mm, np.float32),
                               region=np.zeros(m, np.int32), status=np.zeros(m, np.int32),
-                              leakage=np.full(m, np.nan, np.float32), n_background=np.zeros(m, np.int32)))
+                              leakage=np.full(m, np.nan, np.float32), n_background=np.zeros(m, np.int32),
+                              t_true=np.full(m, np.nan, np.float32)))
     return pathlib.Path(dst)
 
 

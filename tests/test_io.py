@@ -79,11 +79,34 @@ def test_truncated_and_corrupted_files(tmp_path, clusters):
         read_clusters(tmp_path / "missing.h5")
 
 
+def test_version_1_file_reads_without_time_truth(tmp_path, clusters):
+    path = write_clusters(tmp_path / "v1.h5", clusters)
+    with h5py.File(path, "a") as f:
+        f.attrs["schema_version"] = 1
+        del f["clusters/t_true"]
+    back = read_clusters(path)
+    assert np.isnan(back.t_true).all()
+    np.testing.assert_array_equal(back.energy, np.asarray(clusters.energy))
+    # a version-2 file without t_true is damaged, not old
+    path = write_clusters(tmp_path / "v2.h5", clusters)
+    with h5py.File(path, "a") as f:
+        del f["clusters/t_true"]
+    with pytest.raises(DatasetError, match="missing field clusters/t_true"):
+        read_clusters(path)
+
+
+def test_time_truth_is_the_flight_time(clusters):
+    ok = np.asarray(clusters.status) == 0
+    z = dc.layout.lhcb_upgrade2_baseline().z_mm
+    flight = np.sqrt(np.asarray(clusters.x) ** 2 + np.asarray(clusters.y) ** 2 + z ** 2)
+    np.testing.assert_allclose(np.asarray(clusters.t_true)[ok], flight[ok] / 299.792458, rtol=1e-6)
+
+
 def test_wrong_schema_version_missing_field_and_nan(tmp_path, clusters):
     path = write_clusters(tmp_path / "v.h5", clusters)
     with h5py.File(path, "a") as f:
         f.attrs["schema_version"] = 99
-    with pytest.raises(DatasetError, match="schema_version = 99; this diffcalo reads version 1"):
+    with pytest.raises(DatasetError, match=r"schema_version = 99; this diffcalo reads versions \(1, 2\)"):
         read_clusters(path)
     path = write_clusters(tmp_path / "m.h5", clusters)
     with h5py.File(path, "a") as f:

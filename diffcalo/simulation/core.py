@@ -71,6 +71,8 @@ class Clusters:
         leakage: [n] true fraction of the shower energy behind the stack (before fluctuations).
         n_background: [n] pile-up particles drawn into the window (before the ``max_background``
             cap: min(n_background, max_background) were simulated); 0 without pile-up.
+        t_true: [n] true arrival time of the particle at the front face (ns): production time +
+            flight from the interaction point at c (the target of time reconstruction).
     """
 
     energy: jnp.ndarray
@@ -88,6 +90,7 @@ class Clusters:
     status: jnp.ndarray
     leakage: jnp.ndarray
     n_background: jnp.ndarray
+    t_true: jnp.ndarray
 
     @property
     def n(self) -> int:
@@ -434,6 +437,7 @@ def _simulate_jit(detector: Detector, particles: Particles, key, mode: str, wind
         cell_index=jnp.where(ok[:, None], jnp.stack([ix, iy], axis=-1), -1),
         cell_size_mm=jnp.where(ok, cell, 0.0), region=region, status=status,
         leakage=jnp.where(ok, leakage, 0.0), n_background=n_background,
+        t_true=particles.time + flight / SPEED_OF_LIGHT_MM_PER_NS,
     )
 
 
