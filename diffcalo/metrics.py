@@ -1,4 +1,13 @@
-r"""Physics metrics. (This module grows with the reconstruction issue; for now: resolution fits.)"""
+r"""Physics metrics: resolutions, their fits, the pi0 mass and the B_s -> J/psi pi0 significance.
+
+Plain versions (numpy, for reports) and differentiable versions (jnp, suffix ``_jnp``) of the
+resolution-type metrics, for gradient-based design optimisation.
+
+Widths. Reconstruction residuals with pile-up have long tails, so every resolution comes in two
+forms: the RMS and the *core* width, the standard deviation of a Gaussian fitted to the core by
+iterative clipping at +-2.5 sigma around the median (corrected for the clipping: a Gaussian clipped at
+2.5 sigma has a standard deviation of 0.9546 sigma).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,12 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["ResolutionFit", "fit_resolution", "binned_resolution"]
+__all__ = ["ResolutionFit", "fit_resolution", "binned_resolution", "core_width", "energy_curve", "width_summary",
+           "pi0_mass", "fit_mass_peak", "significance", "Significance", "relative_rms_jnp", "stochastic_term_jnp",
+           "rms_jnp"]
+
+_CLIP = 2.5
+_CLIP_FACTOR = 0.954597    # std of a unit Gaussian truncated at +-2.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,3 +118,201 @@ def fit_resolution(energies, resolution, errors, *, fit_constant: bool = True,
     values = full(popt)
     errs = [float(x) for x in full(perr)]
     return ResolutionFit(*map(float, values), *errs, chi2=chi2, ndf=int(e.size - npar))
+
+
+def core_width(x, clip: float = _CLIP, iterations: int = 10):
+    """Core Gaussian width of the values ``x`` (module docstring): (mean, sigma, sigma error).
+
+    Raises:
+        ValueError: fewer than 10 finite values.
+    """
+    x = np.asarray(x, dtype=float).ravel()
+    x = x[np.isfinite(x)]
+    if x.size < 10:
+        raise ValueError(f"core_width: {x.size} finite values; need at least 10")
+    centre = np.median(x)
+    sigma = 1.4826 * np.median(np.abs(x - centre)) or x.std() or 1e-12
+    factor = _CLIP_FACTOR if clip == _CLIP else _clipped_std(clip)
+    for _ in range(iterations):
+        sel = x[np.abs(x - centre) < clip * sigma]
+        if sel.size < 10:
+            break
+        centre, new = sel.mean(), sel.std() / factor
+        if abs(new - sigma) < 1e-6 * sigma:
+            sigma = new
+            break
+        sigma = new
+    n = max((np.abs(x - centre) < clip * sigma).sum(), 2)
+    return float(centre), float(sigma), float(sigma / np.sqrt(2 * (n - 1)))
+
+
+def _clipped_std(c):
+    from scipy.stats import truncnorm
+
+    return float(truncnorm(-c, c).std())
+
+
+def width_summary(residuals) -> dict:
+    """Bias, RMS and core width of residuals [n] or [n, k] (per column): lists when 2-D."""
+    r = np.asarray(residuals, dtype=float)
+    cols = r.reshape(r.shape[0], -1).T
+    out = dict(bias=[], rms=[], core_mean=[], core=[], core_err=[], n=int(r.shape[0]))
+    for c in cols:
+        c = c[np.isfinite(c)]
+        m, s, e = core_width(c)
+        out["bias"].append(float(c.mean()))
+        out["rms"].append(float(np.sqrt(np.mean(c * c))))
+        out["core_mean"].append(m)
+        out["core"].append(s)
+        out["core_err"].append(e)
+    if r.ndim == 1:
+        out = {k: (v[0] if isinstance(v, list) else v) for k, v in out.items()}
+    return out
+
+
+def energy_curve(e_true, e_reco, bins=None) -> dict:
+    """Energy-reconstruction figures per true-energy bin.
+
+    Args:
+        e_true, e_reco: [n] GeV.
+        bins: None (each distinct true energy is a bin: discrete training energies), an integer
+            (that many log-spaced bins over the range) or explicit bin edges.
+
+    Returns:
+        dict of arrays per bin: energy (mean true energy), n, me (mean of E_reco - E_true), mae, rms,
+        rel_me, rel_mae, rel_rms (the same divided by E_true), resolution (core width of
+        E_reco / E_true divided by its core mean), resolution_err, response (core mean of the ratio).
+    """
+    e_true = np.asarray(e_true, dtype=float)
+    e_reco = np.asarray(e_reco, dtype=float)
+    ok = np.isfinite(e_true) & np.isfinite(e_reco)
+    e_true, e_reco = e_true[ok], e_reco[ok]
+    if bins is None:
+        values = np.unique(e_true)
+        groups = [e_true == v for v in values]
+    else:
+        edges = (np.geomspace(e_true.min(), e_true.max() * (1 + 1e-9), int(bins) + 1) if np.isscalar(bins)
+                 else np.asarray(bins, dtype=float))
+        idx = np.digitize(e_true, edges) - 1
+        groups = [idx == i for i in range(len(edges) - 1)]
+    keys = ("energy", "n", "me", "mae", "rms", "rel_me", "rel_mae", "rel_rms", "resolution", "resolution_err", "response")
+    out = {k: [] for k in keys}
+    for g in groups:
+        if g.sum() < 10:
+            continue
+        t, r = e_true[g], e_reco[g]
+        d = r - t
+        mean, sig, err = core_width(r / t)
+        for k, v in dict(energy=t.mean(), n=g.sum(), me=d.mean(), mae=np.abs(d).mean(), rms=np.sqrt((d * d).mean()),
+                         rel_me=(d / t).mean(), rel_mae=np.abs(d / t).mean(), rel_rms=np.sqrt(((d / t) ** 2).mean()),
+                         resolution=sig / mean, resolution_err=err / mean, response=mean).items():
+            out[k].append(float(v))
+    if len(out["energy"]) < 2:
+        raise ValueError(f"energy_curve: {len(out['energy'])} energy bins with >= 10 clusters; need at least 2")
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+# ---- pi0 and B_s ----------------------------------------------------------------------------------
+def pi0_mass(e1, e2, pos1, pos2, z_mm: float, vertex=(0.0, 0.0, 0.0)):
+    r"""Two-photon invariant mass (GeV) from energies (GeV) and impact points (x, y) [n, 2] on the ECAL
+    face at ``z_mm``, photons from ``vertex``: :math:`m^2 = 2 E_1 E_2 (1 - \cos\theta_{12})`."""
+    def direction(p):
+        p = np.asarray(p, dtype=float)
+        v = np.stack([p[:, 0] - vertex[0], p[:, 1] - vertex[1], np.full(p.shape[0], z_mm - vertex[2])], axis=1)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    cos = np.clip((direction(pos1) * direction(pos2)).sum(axis=1), -1.0, 1.0)
+    return np.sqrt(np.maximum(2.0 * np.asarray(e1, float) * np.asarray(e2, float) * (1.0 - cos), 0.0))
+
+
+def fit_mass_peak(mass, window=None) -> dict:
+    """Core Gaussian fit of a mass peak: dict(mean, width, width_err, n) (GeV), ``window`` (lo, hi)
+    restricting the values first."""
+    m = np.asarray(mass, dtype=float)
+    if window is not None:
+        m = m[(m > window[0]) & (m < window[1])]
+    mean, width, err = core_width(m)
+    return dict(mean=mean, width=width, width_err=err, n=int(m.size))
+
+
+@dataclasses.dataclass(frozen=True)
+class Significance:
+    """Best S/sqrt(S+B) and where: mass window [lo, hi] (GeV), time cut |dt| < time_cut (ns),
+    expected signal and background in it."""
+
+    significance: float
+    mass_lo: float
+    mass_hi: float
+    time_cut: float
+    signal: float
+    background: float
+
+
+def significance(signal_mass, background_mass, *, n_signal: float, n_background: float, signal_dt=None,
+                 background_dt=None, mass_windows=None, time_cuts=None) -> Significance:
+    """S/sqrt(S+B) maximised over a mass window and a time cut.
+
+    Args:
+        signal_mass, background_mass: reconstructed masses of simulated signal and background candidates.
+        n_signal, n_background: expected numbers of signal and background candidates (all masses,
+            before the time cut) that the simulated samples represent.
+        signal_dt, background_dt: candidate time differences (ns), e.g. the reconstructed photon time
+            minus the signal vertex time; omit both for no time cut.
+        mass_windows: candidate windows as an [m, 2] array (default: symmetric windows around the
+            signal's core mean, half-widths 0.5-4 core widths).
+        time_cuts: candidate cuts on |dt| (default: 12 values from 0.5 to 6 times the signal's core
+            width of dt, and no cut).
+    """
+    sm = np.asarray(signal_mass, dtype=float)
+    bm = np.asarray(background_mass, dtype=float)
+    if sm.size < 10:
+        raise ValueError(f"significance: {sm.size} signal candidates; need at least 10")
+    if (signal_dt is None) != (background_dt is None):
+        raise ValueError("significance: give both signal_dt and background_dt, or neither")
+    sdt = np.zeros_like(sm) if signal_dt is None else np.abs(np.asarray(signal_dt, dtype=float))
+    bdt = np.zeros_like(bm) if background_dt is None else np.abs(np.asarray(background_dt, dtype=float))
+    if mass_windows is None:
+        mean, width, _ = core_width(sm)
+        half = np.linspace(0.5, 4.0, 36) * width
+        mass_windows = np.stack([mean - half, mean + half], axis=1)
+    if time_cuts is None:
+        if signal_dt is None:
+            time_cuts = [np.inf]
+        else:
+            _, tw, _ = core_width(np.asarray(signal_dt, dtype=float))
+            time_cuts = list(np.linspace(0.5, 6.0, 12) * tw) + [np.inf]
+    ws, wb = n_signal / sm.size, (n_background / bm.size if bm.size else 0.0)
+    best = Significance(-1.0, np.nan, np.nan, np.nan, 0.0, 0.0)
+    for lo, hi in np.asarray(mass_windows, dtype=float):
+        s_in = (sm > lo) & (sm < hi)
+        b_in = (bm > lo) & (bm < hi)
+        for tc in time_cuts:
+            s = ws * np.count_nonzero(s_in & (sdt < tc))
+            b = wb * np.count_nonzero(b_in & (bdt < tc))
+            z = s / np.sqrt(s + b) if s + b > 0 else 0.0
+            if z > best.significance:
+                best = Significance(float(z), float(lo), float(hi), float(tc), float(s), float(b))
+    return best
+
+
+# ---- differentiable versions ------------------------------------------------------------------------
+def relative_rms_jnp(e_true, e_reco):
+    """sqrt(mean(((E_reco - E_true) / E_true)^2)), differentiable."""
+    import jax.numpy as jnp
+
+    return jnp.sqrt(jnp.mean(((e_reco - e_true) / e_true) ** 2))
+
+
+def stochastic_term_jnp(e_true, e_reco):
+    """sqrt(mean((E_reco - E_true)^2 / E_true)): the stochastic term a (GeV^0.5) when the resolution is
+    purely stochastic, a resolution figure weighted like the physics loss; differentiable."""
+    import jax.numpy as jnp
+
+    return jnp.sqrt(jnp.mean((e_reco - e_true) ** 2 / e_true))
+
+
+def rms_jnp(residuals):
+    """Root mean square of residuals (position, time), differentiable."""
+    import jax.numpy as jnp
+
+    return jnp.sqrt(jnp.mean(jnp.asarray(residuals) ** 2))
