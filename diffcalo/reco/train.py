@@ -174,6 +174,7 @@ def energy_inputs(energy, region, cell_size_mm, centre, e_true, classical: Class
         time, when the network uses timing.
     """
     n_regions = n_regions_of(classical)
+    dtype = jnp.result_type(jnp.asarray(energy).dtype, jnp.float32)     # float64 stays float64 (gradient checks)
     region = jnp.clip(jnp.asarray(region), 0, n_regions - 1)
     s = cluster_sum(energy)
     s_safe = jnp.where(s > 0, s, 1.0)
@@ -185,10 +186,10 @@ def energy_inputs(energy, region, cell_size_mm, centre, e_true, classical: Class
     centre = jnp.asarray(centre)
     scalars = jnp.concatenate([
         jnp.log(e_cal / 10.0)[:, None], (jnp.asarray(cell_size_mm) / 100.0)[:, None], _onehot(region, n_regions),
-        (jnp.hypot(centre[:, 0], centre[:, 1]) / 1000.0)[:, None]], axis=-1).astype(jnp.float32)
-    return Inputs(images=maps.astype(jnp.float32), scalars=scalars, vectors=jnp.zeros((s.shape[0], 0, 2), jnp.float32),
-                  base=e_cal[:, None], scale=e_cal[:, None], target=jnp.asarray(e_true, jnp.float32)[:, None],
-                  e_true=jnp.asarray(e_true, jnp.float32))
+        (jnp.hypot(centre[:, 0], centre[:, 1]) / 1000.0)[:, None]], axis=-1).astype(dtype)
+    return Inputs(images=maps.astype(dtype), scalars=scalars, vectors=jnp.zeros((s.shape[0], 0, 2), dtype),
+                  base=e_cal[:, None].astype(dtype), scale=e_cal[:, None].astype(dtype),
+                  target=jnp.asarray(e_true, dtype)[:, None], e_true=jnp.asarray(e_true, dtype))
 
 
 def _time_maps(energy, time, t_classical):
