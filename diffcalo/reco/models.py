@@ -7,8 +7,9 @@ layers merge both into ``n_out`` outputs. The last layer starts at zero, so an u
 predicts exactly the classical estimate it corrects (see :mod:`diffcalo.reco.train`).
 
 Convolutions are written as im2col + one matrix product (:class:`Conv2D`): on small maps on the
-CPU, XLA's convolution kernels ran 10x slower than the same arithmetic as a dot (measured:
-2.9k vs 31k samples/s for the seed network on 5x5x2 windows, ``benchmarks/bench_train.py``).
+CPU, XLA's convolution kernels ran 10-40x slower than the same arithmetic as a dot (measured in
+training: 2.9k vs 31k samples/s for the seed network on 5x5x2 windows, 23 vs 940 samples/s on LUXE
+images).
 
 Padding. ``padding="same"`` keeps the map size (the seed design). ``"valid"`` shrinks it by
 ``kernel - 1`` per layer until it is smaller than the kernel, after which the layer becomes
