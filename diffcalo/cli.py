@@ -13,6 +13,7 @@ Commands:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
 import sys
 import time
@@ -245,6 +246,86 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def _read_with_truth(path):
+    from diffcalo.io import read_clusters
+
+    return read_clusters(path)
+
+
+def _dataset_z(path) -> float:
+    """Distance of the front face from the interaction point of the layout a dataset was simulated with."""
+    from diffcalo.config import SimulationConfig
+    from diffcalo.io import dataset_info
+
+    cfg = dataset_info(path)["config"]
+    try:
+        known = {f.name for f in dataclasses.fields(SimulationConfig)}
+        return float(SimulationConfig(**{k: v for k, v in cfg.items() if k in known}).build_layout().z_mm)
+    except Exception:       # noqa: BLE001 - imported datasets carry no layout: no parallax correction
+        return 0.0
+
+
+def _cmd_train(args) -> int:
+    import json
+
+    import numpy as np
+
+    from diffcalo.config import load_reco_config
+    from diffcalo.reco.pipeline import Reconstruction
+    from diffcalo.simulation import Clusters
+
+    cfg = load_reco_config(args.config)
+    data = _read_with_truth(args.data)
+    if args.validation:
+        train_c, val_c = data, _read_with_truth(args.validation)
+        if val_c.energy.shape[1:] != train_c.energy.shape[1:]:
+            raise ValueError(f"{args.validation}: clusters of shape {val_c.energy.shape[1:]}; the training data "
+                             f"{args.data} has {train_c.energy.shape[1:]}")
+    else:
+        n = data.energy.shape[0]
+        perm = np.random.default_rng(0).permutation(n)
+        n_val = int(round(cfg.validation_fraction * n))
+        pick = lambda idx: Clusters(**{f.name: np.asarray(getattr(data, f.name))[idx] for f in dataclasses.fields(Clusters)})
+        train_c, val_c = pick(perm[n_val:]), pick(perm[:n_val])
+    reco = Reconstruction.fit(train_c, val_c, tasks=cfg.tasks, z_mm=_dataset_z(args.data), model_config=cfg.model,
+                              train_config=cfg.train, progress=not args.quiet)
+    out = reco.save(args.output)
+    (out / "config.json").write_text(json.dumps(dict(reco=cfg.as_dict(), data=str(args.data)), indent=1))
+    for task, net in reco.nets.items():
+        h = net.history
+        print(f"{task}: {h['epochs_run']} epochs, best validation loss {h['best_val_loss']:.5g} at epoch "
+              f"{h['best_epoch']} (untrained {h['initial_val_loss']:.5g})")
+    print(f"wrote the reconstruction to {out}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    import json
+
+    from diffcalo.plotting import plot_reco
+    from diffcalo.reco.pipeline import Reconstruction, evaluate
+
+    reco = Reconstruction.load(args.model)
+    clusters = _read_with_truth(args.data)
+    ev = evaluate(reco, clusters)
+    out = pathlib.Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(ev["regions"], indent=1))
+    paths = plot_reco(ev, clusters, out)
+    for r, entry in ev["regions"].items():
+        for who in ("network", "classical"):
+            b = entry[who]
+            f = b["energy_fit"]
+            fit = (f"a={100 * f['stochastic']:.2f}%, b={100 * f['constant']:.2f}%, c={1000 * f['noise']:.0f} MeV"
+                   if "stochastic" in f else "no fit")
+            pos = b["position_mm"]["core"]
+            t = f", time core {b['time_ps']['core']:.1f} ps" if "time_ps" in b else ""
+            print(f"region {r} {who:9s}: energy core {100 * b['energy_rel']['core']:.2f}% ({fit}), "
+                  f"position core {pos[0]:.2f}/{pos[1]:.2f} mm{t}")
+    print(f"wrote {out / 'metrics.json'} and {len(paths)} figure(s) to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffcalo", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -281,6 +362,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=_odd_window, default=5)
     p.add_argument("--model", help="flux model JSON (default: the shipped Pythia 8 fit)")
     p.set_defaults(func=_cmd_pileup)
+    p = sub.add_parser("train", help="train the reconstruction networks on an HDF5 dataset")
+    p.add_argument("config", help="reconstruction TOML config (see diffcalo.config.load_reco_config)")
+    p.add_argument("--data", required=True, help="training dataset (.h5 from diffcalo simulate)")
+    p.add_argument("--validation", help="validation dataset (default: a split of --data)")
+    p.add_argument("-o", "--output", required=True, help="directory for the trained reconstruction")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("evaluate", help="network vs classical metrics (JSON) and plots (PNG) on a dataset")
+    p.add_argument("model", help="directory written by diffcalo train")
+    p.add_argument("--data", required=True, help="test dataset (.h5)")
+    p.add_argument("-o", "--output", required=True, help="directory for metrics.json and the figures")
+    p.set_defaults(func=_cmd_evaluate)
+
     p = sub.add_parser("validate", help="print the physics validation figures")
     p.add_argument("-n", type=_positive_int, default=3000, help="photons per energy for the Shashlik fit")
     p.add_argument("--geant4", help="Geant4 LUXE reference file (default: the tests' copy)")

@@ -34,7 +34,7 @@ import pathlib
 import tomllib
 from typing import Any
 
-__all__ = ["SimulationConfig", "load_simulation_config", "ConfigError"]
+__all__ = ["SimulationConfig", "load_simulation_config", "RecoConfig", "load_reco_config", "ConfigError"]
 
 
 class ConfigError(ValueError):
@@ -201,3 +201,78 @@ def load_simulation_config(path) -> SimulationConfig:
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"[layout]: {exc}") from None
     return cfg
+
+
+# ---- reconstruction configs ------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RecoConfig:
+    """A reconstruction config (``diffcalo train``): tasks, architecture, training settings per task.
+
+    TOML layout::
+
+        [reco]
+        tasks = ["energy", "position", "time"]
+        validation_fraction = 0.2        # of the --data file, when no --validation file is given
+        [reco.model]                     # diffcalo.reco.models.ModelConfig
+        conv = [32, 32, 16]
+        dense = [64, 32, 16]
+        [reco.train]                     # diffcalo.reco.train.TrainConfig, for every task
+        loss = "mse"
+        [reco.train.time]                # per-task overrides
+        loss = "huber"
+    """
+
+    tasks: tuple[str, ...]
+    validation_fraction: float
+    model: Any
+    train: dict
+
+    def as_dict(self) -> dict:
+        return dict(tasks=list(self.tasks), validation_fraction=self.validation_fraction,
+                    model=dataclasses.asdict(self.model), train={t: dataclasses.asdict(c) for t, c in self.train.items()})
+
+
+def load_reco_config(path) -> RecoConfig:
+    """Read and validate a reconstruction config file (errors name the key, the value and what is allowed)."""
+    from diffcalo.reco.models import ModelConfig
+    from diffcalo.reco.train import TASKS, TrainConfig
+
+    path = pathlib.Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(raw) - {"reco"}
+    if unknown or not isinstance(raw.get("reco", {}), dict):
+        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; a reconstruction config has one table [reco]")
+    reco = dict(raw.get("reco", {}))
+    allowed = {"tasks", "validation_fraction", "model", "train"}
+    if set(reco) - allowed:
+        raise ConfigError(f"{path}: unknown key(s) {sorted(set(reco) - allowed)} in [reco]; allowed: {sorted(allowed)}")
+    tasks = reco.get("tasks", list(TASKS))
+    if not isinstance(tasks, list) or not tasks or any(t not in TASKS for t in tasks):
+        raise _fail("reco.tasks", tasks, f"a non-empty list of {list(TASKS)}")
+    vf = reco.get("validation_fraction", 0.2)
+    if not isinstance(vf, (int, float)) or not 0 < vf < 1:
+        raise _fail("reco.validation_fraction", vf, "a number between 0 and 1 (exclusive)")
+    model_raw = reco.get("model", {})
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    if not isinstance(model_raw, dict) or set(model_raw) - known:
+        raise ConfigError(f"{path}: unknown key(s) {sorted(set(model_raw) - known)} in [reco.model]; allowed: {sorted(known)}")
+    try:
+        model = ModelConfig(**model_raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: [reco.model]: {exc}") from None
+    train_raw = dict(reco.get("train", {}))
+    per_task = {t: train_raw.pop(t) for t in list(train_raw) if t in TASKS}
+    train = {}
+    for t in tasks:
+        merged = {**train_raw, **per_task.get(t, {})}
+        try:
+            train[t] = TrainConfig.from_dict(merged)
+        except (TypeError, ValueError) as exc:
+            where = f"[reco.train.{t}]" if t in per_task else "[reco.train]"
+            raise ConfigError(f"{path}: {where}: {exc}") from None
+    return RecoConfig(tasks=tuple(tasks), validation_fraction=float(vf), model=model, train=train)

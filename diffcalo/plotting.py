@@ -6,7 +6,7 @@ import pathlib
 
 import numpy as np
 
-__all__ = ["plot_layout", "plot_clusters", "plot_occupancy", "TECHNOLOGY_COLOURS"]
+__all__ = ["plot_layout", "plot_clusters", "plot_occupancy", "plot_reco", "plot_mass_peak", "TECHNOLOGY_COLOURS"]
 
 TECHNOLOGY_COLOURS = {
     "spacal-w": "#1b5e9e",
@@ -156,3 +156,78 @@ def plot_occupancy(dataset, path, *, bins: int = 64) -> pathlib.Path:
         ax.set_ylabel("y [mm]")
         ax.set_aspect("equal")
     return _save(fig, path)
+
+
+def plot_reco(evaluation: dict, clusters, out_dir, names=None) -> list:
+    """Figures of :func:`diffcalo.reco.pipeline.evaluate`: per region, response and resolution vs
+    energy (network vs classical), residual distributions (energy, position, time) and the position
+    residual vs the true offset in the cell (the S-curve). Returns the PNG paths."""
+    import matplotlib.pyplot as plt
+
+    out_dir = pathlib.Path(out_dir)
+    pred = evaluation["predictions"]
+    region = np.asarray(clusters.region)
+    e_true = np.asarray(clusters.e_true, dtype=float)
+    paths = []
+    styles = dict(network=dict(color="#c0392b", marker="o"), classical=dict(color="#2c3e50", marker="s"))
+    for r, entry in evaluation["regions"].items():
+        label = names[int(r)] if names else f"region {r}"
+        m = region == int(r)
+        fig, ax = plt.subplots(2, 3, figsize=(14, 8))
+        for who in ("network", "classical"):
+            c = entry[who]["energy_curve"]
+            ax[0, 0].errorbar(c["energy"], c["response"], fmt="-", label=who, **styles[who])
+            ax[0, 1].errorbar(c["energy"], 100 * np.asarray(c["resolution"]), yerr=100 * np.asarray(c["resolution_err"]),
+                              fmt="-", label=f"{who}: {_fit_text(entry[who].get('energy_fit', {}))}", **styles[who])
+            e_key = "energy" if who == "network" else "classical_energy"
+            o_key = "offset" if who == "network" else "classical_offset"
+            t_key = "time" if who == "network" else "classical_time"
+            rel = (pred[e_key][m] - e_true[m]) / e_true[m]
+            ax[0, 2].hist(np.clip(rel, -0.3, 0.3), bins=120, histtype="step", color=styles[who]["color"], label=who)
+            dx = pred[o_key][m, 0] - np.asarray(clusters.offset)[m, 0]
+            lim = 0.3 * entry["cell_mm"]
+            ax[1, 0].hist(np.clip(dx, -lim, lim), bins=120, histtype="step", color=styles[who]["color"], label=who)
+            off = np.asarray(clusters.offset)[m, 0] / entry["cell_mm"]
+            bins = np.linspace(-0.5, 0.5, 21)
+            idx = np.digitize(off, bins) - 1
+            prof = [np.median(dx[idx == i]) if (idx == i).sum() > 5 else np.nan for i in range(20)]
+            ax[1, 1].plot(0.5 * (bins[1:] + bins[:-1]), prof, "-", label=who, **styles[who])
+            if "time_ps" in entry[who]:
+                dt = 1000 * (pred[t_key][m] - np.asarray(clusters.t_true)[m])
+                ax[1, 2].hist(np.clip(dt, -400, 400), bins=160, histtype="step", color=styles[who]["color"],
+                              label=f"{who}: core {entry[who]['time_ps']['core']:.0f} ps")
+        ax[0, 0].set(xscale="log", xlabel="true energy (GeV)", ylabel="response E_reco / E_true (core mean)")
+        ax[0, 1].set(xscale="log", xlabel="true energy (GeV)", ylabel="sigma/E (%)")
+        ax[0, 2].set(xlabel="(E_reco - E_true) / E_true", ylabel="clusters", yscale="log")
+        ax[1, 0].set(xlabel="x_reco - x_true (mm)", ylabel="clusters", yscale="log")
+        ax[1, 1].set(xlabel="true x offset in the cell (cell units)", ylabel="median x_reco - x_true (mm)")
+        ax[1, 2].set(xlabel="t_reco - t_true (ps)", ylabel="clusters", yscale="log")
+        for a in ax.ravel():
+            a.legend(fontsize=7)
+        fig.suptitle(f"{label}: cell {entry['cell_mm']:.1f} mm, {entry['n']} test clusters")
+        paths.append(_save(fig, out_dir / f"reco_region{r}.png"))
+    return paths
+
+
+def _fit_text(fit: dict) -> str:
+    if "stochastic" not in fit:
+        return "no fit"
+    return (f"{100 * fit['stochastic']:.1f}%/sqrtE + {100 * fit['constant']:.2f}% + "
+            f"{1000 * fit['noise']:.0f} MeV/E")
+
+
+def plot_mass_peak(masses: dict, out_path, *, title: str = "pi0 -> gamma gamma", xlim=(0.0, 0.3)) -> pathlib.Path:
+    """Histograms of reconstructed masses (label -> GeV array) with their core widths."""
+    import matplotlib.pyplot as plt
+
+    from diffcalo.metrics import fit_mass_peak
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, m in masses.items():
+        m = np.asarray(m)
+        fit = fit_mass_peak(m, window=xlim)
+        ax.hist(m, bins=120, range=xlim, histtype="step",
+                label=f"{label}: mean {1000 * fit['mean']:.1f} MeV, width {1000 * fit['width']:.1f} MeV")
+    ax.set(xlabel="m(gamma gamma) (GeV)", ylabel="candidates", title=title)
+    ax.legend(fontsize=7)
+    return _save(fig, out_path)
