@@ -97,18 +97,22 @@ def _fail(key: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(f"{key} = {value!r}: {allowed}")
 
 
+def _read_toml(path: pathlib.Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
 def load_simulation_config(path) -> SimulationConfig:
     """Read and validate a simulation config file."""
     from diffcalo.layout import PRESETS
     from diffcalo.particles import SUPPORTED_PIDS
 
     path = pathlib.Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw = _read_toml(path)
     for key, value in raw.items():
         if key in _SECTIONS:
             if not isinstance(value, dict):
@@ -238,12 +242,7 @@ def load_reco_config(path) -> RecoConfig:
     from diffcalo.reco.train import TASKS, TrainConfig
 
     path = pathlib.Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw = _read_toml(path)
     unknown = set(raw) - {"reco"}
     if unknown or not isinstance(raw.get("reco", {}), dict):
         raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; a reconstruction config has one table [reco]")
