@@ -16,8 +16,8 @@ from diffcalo.reco import losses
 from diffcalo.reco.classical import ClassicalReco, log_weighted_centroid, weighted_time
 from diffcalo.reco.models import ModelConfig
 from diffcalo.reco.pipeline import Reconstruction
-from diffcalo.reco.train import (Inputs, TrainConfig, TrainedNet, TrainingError, _augment, energy_inputs, prepare,
-                                 train)
+from diffcalo.reco.train import (Inputs, TrainConfig, TrainedNet, TrainingError, _augment, _train_epoch, energy_inputs,
+                                 prepare, train)
 
 SMALL = ModelConfig(conv=(8, 8), dense=(16,))
 
@@ -111,7 +111,9 @@ def test_training_is_deterministic_checkpoints_restore_and_position_net_beats_cl
     ite, _ = prepare("position", te, classical)
     cfg = TrainConfig(epochs=8, batch_size=128, learning_rate=3e-3)
     a = train("position", itr, iva, model_config=SMALL, config=cfg, progress=False)
+    compiled = _train_epoch._cache_size()
     b = train("position", itr, iva, model_config=SMALL, config=cfg, progress=False)
+    assert _train_epoch._cache_size() == compiled      # a second run of the same shapes does not recompile
     pa = a.predict(ite)
     np.testing.assert_array_equal(pa, b.predict(ite))
     path = a.save(tmp_path / "pos.msgpack")
