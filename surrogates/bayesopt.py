@@ -1,0 +1,320 @@
+r"""Ask/tell optimisers: :class:`BayesianOptimizer` (GP + log-EI or UCB, batches by kriging believer)
+and :class:`RandomSearch`, over a :class:`~surrogates.space.Space` with a known constraint.
+
+Protocol::
+
+    opt = BayesianOptimizer(space, seed=0)
+    designs = opt.ask(4)                    # 4 distinct feasible designs (dicts)
+    opt.tell(designs, [f(d) for d in designs])      # None / NaN for a failed evaluation
+    opt.best                                # (design, value) of the best evaluation
+
+Initial design. The first ``n_initial`` proposals (default 2 (number of parameters + 1)) are a
+scrambled Sobol sample (feasible by rejection); afterwards the GP takes over.
+
+Acquisition optimisation over mixed spaces: a pool of feasible candidates (a Sobol sample of the space
+plus local perturbations of the best designs: Gaussian steps on reals, +-1 on integers, another choice
+on categoricals), scored by the acquisition; the best few are refined by L-BFGS-B over their real
+coordinates only (discrete coordinates held fixed), kept only if still feasible.
+
+Batches and pending designs. Designs asked but not yet told are *pending*. Every ask conditions the
+GP on the pending designs at their posterior mean (kriging believer, hyperparameters held fixed):
+their neighbourhood loses its predicted improvement, so parallel workers get distinct, spread designs.
+A batch of q is built the same way, one design at a time.
+
+Noise and failures. The GP learns a noise level; the incumbent of EI is the lowest posterior mean at
+an evaluated design (not the lowest noisy observation). A failed evaluation (``None`` or non-finite
+value) is recorded and enters the GP at the worst value observed so far, so the optimiser steers away
+from its neighbourhood without believing a number that was never measured.
+
+State. :meth:`to_dict` is plain JSON; :meth:`from_dict` restores an optimiser that gives the identical
+next proposal (every ask draws from a generator seeded by (seed, number of asks so far)).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+from scipy.optimize import minimize
+
+from surrogates.acquisition import ACQUISITIONS, lcb, log_ei
+from surrogates.gp import GP
+from surrogates.space import Categorical, Integer, Real, Space, SpaceError
+
+__all__ = ["BayesianOptimizer", "RandomSearch"]
+
+
+def _jsonable(design: dict) -> dict:
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in design.items()}
+
+
+class _AskTell:
+    """Bookkeeping shared by every optimiser: observations, failures, pending designs, state."""
+
+    kind = "base"
+
+    def __init__(self, space: Space, *, seed: int = 0, minimize: bool = True):
+        if not isinstance(space, Space):
+            raise TypeError(f"space must be a surrogates.space.Space, got {type(space).__name__}")
+        self.space = space
+        self.seed = int(seed)
+        self.minimize = bool(minimize)
+        self.designs: list[dict] = []
+        self.values: list[float | None] = []
+        self.pending: list[dict] = []
+        self.n_asks = 0
+
+    # -- telling ------------------------------------------------------------------------------------------
+    def tell(self, designs, values) -> None:
+        """Record evaluations. ``designs`` a dict or a list of dicts, ``values`` the matching number(s);
+        ``None`` or a non-finite number marks a failed evaluation.
+
+        Raises:
+            SpaceError: a design with unknown or missing names or out-of-range values.
+            ValueError: different numbers of designs and values.
+        """
+        if isinstance(designs, dict):
+            designs, values = [designs], [values]
+        designs, values = list(designs), list(values)
+        if len(designs) != len(values):
+            raise ValueError(f"tell: {len(designs)} designs but {len(values)} values")
+        for d in designs:
+            self.space.validate(d)
+        for d, v in zip(designs, values):
+            v = None if v is None or not math.isfinite(float(v)) else float(v)
+            self.designs.append(_jsonable(d))
+            self.values.append(v)
+            key = self._key(d)
+            for i, p in enumerate(self.pending):
+                if self._key(p) == key:
+                    del self.pending[i]
+                    break
+
+    def _key(self, d: dict):
+        return tuple(np.round(self.space.encode(d), 12))
+
+    @property
+    def best(self):
+        """(design, value) of the best successful evaluation, or (None, None)."""
+        ok = [(d, v) for d, v in zip(self.designs, self.values) if v is not None]
+        if not ok:
+            return None, None
+        return (min if self.minimize else max)(ok, key=lambda t: t[1])
+
+    @property
+    def n_failed(self) -> int:
+        return sum(v is None for v in self.values)
+
+    # -- state -----------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dict(kind=self.kind, space=self.space.to_dict(), seed=self.seed, minimize=self.minimize,
+                    designs=self.designs, values=self.values, pending=[_jsonable(p) for p in self.pending],
+                    n_asks=self.n_asks, options=self._options())
+
+    def _options(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_dict(cls, state: dict, space: Space | None = None) -> "_AskTell":
+        """Restore from :meth:`to_dict`. Pass ``space`` to re-attach the known constraint (a callable is
+        not serialised); its parameters must match the stored ones."""
+        stored = Space.from_dict(state["space"])
+        if space is None:
+            space = stored
+        elif space.to_dict() != stored.to_dict():
+            raise SpaceError("from_dict: the given space's parameters differ from the stored state's")
+        opt = cls(space, seed=state["seed"], minimize=state["minimize"], **state.get("options", {}))
+        opt.designs = [dict(d) for d in state["designs"]]
+        opt.values = list(state["values"])
+        opt.pending = [dict(p) for p in state["pending"]]
+        opt.n_asks = int(state["n_asks"])
+        return opt
+
+    def _rng(self) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.n_asks])
+
+    def _check_n(self, n):
+        if not (isinstance(n, (int, np.integer)) and n >= 1):
+            raise ValueError(f"ask: n = {n!r}; must be an integer >= 1")
+
+    def _distinct(self, candidates: list[dict], n: int, taken: set) -> list[dict]:
+        out = []
+        for d in candidates:
+            k = self._key(d)
+            if k not in taken:
+                taken.add(k)
+                out.append(d)
+            if len(out) == n:
+                break
+        return out
+
+
+class RandomSearch(_AskTell):
+    """Uniform random feasible designs with the ask/tell interface."""
+
+    kind = "random"
+
+    def ask(self, n: int = 1) -> list[dict]:
+        self._check_n(n)
+        rng = self._rng()
+        self.n_asks += 1
+        taken = {self._key(d) for d in self.designs + self.pending}
+        out: list[dict] = []
+        for _ in range(100):
+            out += self._distinct(self.space.sample(2 * n, rng=rng), n - len(out), taken)
+            if len(out) == n:
+                break
+        else:
+            raise SpaceError(f"ask: could not find {n} new distinct feasible designs")
+        self.pending += out
+        return out
+
+
+class BayesianOptimizer(_AskTell):
+    """GP Bayesian optimisation (module docstring).
+
+    Args:
+        space: the search space (with its known constraint).
+        seed: all randomness derives from it.
+        minimize: minimise (default) or maximise the objective.
+        acquisition: "log_ei" (default) or "ucb".
+        n_initial: space-filling designs before the GP is used (default 2 (params + 1)).
+        beta: UCB exploration weight.
+        pool: size of the candidate pool per proposal.
+        restarts: random restarts of the GP hyperparameter fit.
+    """
+
+    kind = "gp"
+
+    def __init__(self, space: Space, *, seed: int = 0, minimize: bool = True, acquisition: str = "log_ei",
+                 n_initial: int | None = None, beta: float = 4.0, pool: int = 2048, restarts: int = 2):
+        super().__init__(space, seed=seed, minimize=minimize)
+        if acquisition not in ACQUISITIONS:
+            raise ValueError(f"acquisition = {acquisition!r}; allowed: {', '.join(ACQUISITIONS)}")
+        self.acquisition = acquisition
+        self.n_initial = int(n_initial) if n_initial is not None else 2 * (len(space.parameters) + 1)
+        if self.n_initial < 1:
+            raise ValueError(f"n_initial = {n_initial!r}; must be >= 1")
+        self.beta = float(beta)
+        self.pool = int(pool)
+        self.restarts = int(restarts)
+        self.last_model: GP | None = None
+
+    def _options(self) -> dict:
+        return dict(acquisition=self.acquisition, n_initial=self.n_initial, beta=self.beta, pool=self.pool,
+                    restarts=self.restarts)
+
+    # -- asking -------------------------------------------------------------------------------------------
+    def ask(self, n: int = 1) -> list[dict]:
+        """``n`` distinct feasible designs, none equal to an evaluated or pending one."""
+        self._check_n(n)
+        rng = self._rng()
+        self.n_asks += 1
+        taken = {self._key(d) for d in self.designs + self.pending}
+        out: list[dict] = []
+        n_seen = len(self.designs) + len(self.pending)
+        n_ok = sum(v is not None for v in self.values)
+        if n_seen < self.n_initial or n_ok < 2:
+            k = min(n, max(self.n_initial - n_seen, 0)) if n_ok >= 2 else n
+            # the Sobol sequence of the whole initial design, continued where previous asks stopped
+            init = self.space.sample(self.n_initial + n_seen + k, rng=np.random.default_rng([self.seed, 0]),
+                                     method="sobol")
+            out += self._distinct(init, k, taken)
+            if len(out) < k:
+                out += self._distinct(self.space.sample(4 * k, rng=rng), k - len(out), taken)
+        if len(out) < n:
+            out += self._propose(n - len(out), rng, taken, out)
+        self.pending += out
+        return out
+
+    def _training_data(self):
+        x = self.space.encode(self.designs) if self.designs else np.zeros((0, self.space.dim))
+        y = np.array([np.nan if v is None else v for v in self.values], dtype=float)
+        if not self.minimize:
+            y = -y
+        ok = np.isfinite(y)
+        if (~ok).any():
+            y = np.where(ok, y, np.max(y[ok]))       # failures at the worst value seen
+        return x, y
+
+    def _propose(self, n: int, rng, taken: set, already: list) -> list[dict]:
+        x, y = self._training_data()
+        gp = GP(x, y, restarts=self.restarts, seed=int(rng.integers(2 ** 31)))
+        self.last_model = gp
+        mu_obs, _ = gp.predict(x)
+        best = float(np.min(mu_obs))
+        believer = list(self.pending) + list(already)
+        out = []
+        for _ in range(n):
+            model = gp
+            if believer:
+                xb = self.space.encode(believer)
+                mb, _ = gp.predict(xb)
+                model = gp.with_data(np.vstack([x, xb]), np.concatenate([y, mb]))
+            design = self._maximise(model, best, rng, taken)
+            out.append(design)
+            believer.append(design)
+        return out
+
+    def _score(self, model: GP, xs, best):
+        mu, sd = model.predict(xs)
+        if self.acquisition == "ucb":
+            return lcb(mu, sd, self.beta)
+        return log_ei(mu, sd, best)
+
+    def _local(self, rng, designs: list[dict], n_each: int) -> list[dict]:
+        out = []
+        for d in designs:
+            for _ in range(n_each):
+                e = dict(d)
+                scale = rng.choice([0.02, 0.08, 0.2])
+                for p in self.space.parameters:
+                    if isinstance(p, Real):
+                        u = p.encode(d[p.name])[0] + scale * rng.normal()
+                        e[p.name] = p.decode([u])
+                    elif isinstance(p, Integer) and rng.random() < 0.3:
+                        e[p.name] = int(np.clip(d[p.name] + rng.choice([-1, 1]), p.low, p.high))
+                    elif isinstance(p, Categorical) and rng.random() < 0.2:
+                        e[p.name] = p.choices[int(rng.integers(len(p.choices)))]
+                if self.space.feasible(e):
+                    out.append(e)
+        return out
+
+    def _maximise(self, model: GP, best: float, rng, taken: set) -> dict:
+        cands = self.space.sample(self.pool, rng=rng, method="sobol")
+        ok = [(d, v) for d, v in zip(self.designs, self.values) if v is not None]
+        ok.sort(key=lambda t: t[1] if self.minimize else -t[1])
+        cands += self._local(rng, [d for d, _ in ok[:5]], 64)
+        xs = self.space.encode(cands)
+        scores = self._score(model, xs, best)
+        order = np.argsort(-scores)
+        cont = self.space.continuous_mask
+        refined = []
+        for i in order[:5]:
+            x0 = xs[i]
+            if cont.any():
+                def f(u, x0=x0):
+                    x = x0.copy()
+                    x[cont] = u
+                    return -float(self._score(model, x[None], best)[0])
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    res = minimize(f, x0[cont], method="L-BFGS-B", bounds=[(0.0, 1.0)] * int(cont.sum()),
+                                   options=dict(maxiter=50))
+                x = x0.copy()
+                x[cont] = res.x
+                d = self.space.decode(x)[0]
+                if self.space.feasible(d):
+                    refined.append((-res.fun, d))
+            refined.append((float(scores[i]), cands[i]))
+        for i in order[5:64]:
+            refined.append((float(scores[i]), cands[i]))
+        refined.sort(key=lambda t: -t[0])
+        chosen = self._distinct([d for _, d in refined], 1, taken)
+        if not chosen:        # everything scored is taken: fall back to a random feasible design
+            chosen = self._distinct(self.space.sample(64, rng=rng), 1, taken)
+        if not chosen:
+            raise SpaceError("ask: no new feasible design left to propose")
+        return chosen[0]
