@@ -198,6 +198,8 @@ def plot_reco(evaluation: dict, clusters, out_dir, names=None) -> list:
                               label=f"{who}: core {entry[who]['time_ps']['core']:.0f} ps")
         ax[0, 0].set(xscale="log", xlabel="true energy (GeV)", ylabel="response E_reco / E_true (core mean)")
         ax[0, 1].set(xscale="log", xlabel="true energy (GeV)", ylabel="sigma/E (%)")
+        for a in ax[0, :2]:
+            _plain_log_ticks(a)
         ax[0, 2].set(xlabel="(E_reco - E_true) / E_true", ylabel="clusters", yscale="log")
         ax[1, 0].set(xlabel="x_reco - x_true (mm)", ylabel="clusters", yscale="log")
         ax[1, 1].set(xlabel="true x offset in the cell (cell units)", ylabel="median x_reco - x_true (mm)")
@@ -207,6 +209,15 @@ def plot_reco(evaluation: dict, clusters, out_dir, names=None) -> list:
         fig.suptitle(f"{label}: cell {entry['cell_mm']:.1f} mm, {entry['n']} test clusters")
         paths.append(_save(fig, out_dir / f"reco_region{r}.png"))
     return paths
+
+
+def _plain_log_ticks(ax):
+    """Log x axis labelled with plain numbers at 1-2-5 steps (no crowded minor labels)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+    ax.xaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100, 200]))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _fit_text(fit: dict) -> str:
