@@ -267,10 +267,12 @@ class Space:
             raise SpaceError(f"n = {n!r}: must be an integer >= 0")
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         out, tried = [], 0
-        for _ in range(max_tries):
+        for attempt in range(max_tries):
             if len(out) >= n:
                 break
-            batch = self._from_raw(self._raw(max(2 * (n - len(out)), 16), rng, method))
+            # the first round draws exactly n (an intact space-filling pattern when all are feasible)
+            size = n if attempt == 0 else max(2 * (n - len(out)), 16)
+            batch = self._from_raw(self._raw(size, rng, method))
             tried += len(batch)
             out.extend(d for d in batch if self.feasible(d))
         if len(out) < n:
