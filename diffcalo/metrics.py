@@ -181,7 +181,11 @@ def energy_curve(e_true, e_reco, bins=None) -> dict:
     Returns:
         dict of arrays per bin: energy (mean true energy), n, me (mean of E_reco - E_true), mae, rms,
         rel_me, rel_mae, rel_rms (the same divided by E_true), resolution (core width of
-        E_reco / E_true divided by its core mean), resolution_err, response (core mean of the ratio).
+        E_reco / E_true), resolution_err, response (core mean of the ratio).
+
+    The resolution is *not* divided by the response: an estimator that shrinks towards a constant
+    (e.g. a linear calibration of a sum dominated by pile-up, whose slope goes to zero) would
+    otherwise look precise. For a calibrated estimator (response 1) the two definitions agree.
     """
     e_true = np.asarray(e_true, dtype=float)
     e_reco = np.asarray(e_reco, dtype=float)
@@ -205,7 +209,7 @@ def energy_curve(e_true, e_reco, bins=None) -> dict:
         mean, sig, err = core_width(r / t)
         for k, v in dict(energy=t.mean(), n=g.sum(), me=d.mean(), mae=np.abs(d).mean(), rms=np.sqrt((d * d).mean()),
                          rel_me=(d / t).mean(), rel_mae=np.abs(d / t).mean(), rel_rms=np.sqrt(((d / t) ** 2).mean()),
-                         resolution=sig / mean, resolution_err=err / mean, response=mean).items():
+                         resolution=sig, resolution_err=err, response=mean).items():
             out[k].append(float(v))
     if len(out["energy"]) < 2:
         raise ValueError(f"energy_curve: {len(out['energy'])} energy bins with >= 10 clusters; need at least 2")

@@ -1,0 +1,320 @@
+r"""Bayesian optimisation quality and speed: surrogates.BayesianOptimizer vs random search, BoTorch and Optuna.
+
+Problems (``surrogates.benchmarks``): Branin, Hartmann-6, the mixed problem (2 reals, an integer, a
+3-way categorical) and constrained Branin (a known disc constraint that excludes the global minima),
+each noise-free and noisy (Gaussian noise, sd: Branin 0.5, Hartmann-6 0.1, mixed 0.05).
+Batch sizes q = 1 and q = 4; 10 seeds; 50 evaluations.
+
+Methods, all given the same budget and the same problems:
+
+- ``gp``: :class:`surrogates.bayesopt.BayesianOptimizer` with its defaults (log-EI, kriging believer);
+- ``random``: :class:`surrogates.bayesopt.RandomSearch`;
+- ``botorch``: BoTorch 0.18 as its tutorials recommend: ``SingleTaskGP`` (``MixedSingleTaskGP`` with the
+  categorical dimension for the mixed problem) with ``Normalize``/``Standardize`` transforms, fitted by
+  ``fit_gpytorch_mll``, ``qLogNoisyExpectedImprovement`` (``prune_baseline``), optimised by
+  ``optimize_acqf`` (10 restarts, 512 raw samples; the known constraint as a nonlinear inequality
+  constraint with feasible initial conditions) or ``optimize_acqf_mixed_alternating`` for the mixed
+  problem; initial design: 2 (d + 1) scrambled Sobol points (feasible ones for the constrained problem);
+- ``optuna``: Optuna 5's ``GPSampler`` (its defaults; the known constraint passed as ``constraints_func``,
+  which Optuna models; a proposal that violates it is still an evaluation, it just cannot become the
+  best); batches by asking q trials before telling them.
+
+Simple regret after n evaluations = f(x*) - f_opt for the evaluated design x* with the best *observed*
+value (noise-free f; the same rule for every method). Wall time per iteration = time of the ask
+(model fit + acquisition optimisation), the objective itself costs nothing here.
+
+Results of every run are cached as JSON in ``benchmarks/results/bayesopt/`` (a rerun resumes);
+``--report`` only prints the table and draws the regret curves (``benchmarks/results/bayesopt_regret.png``).
+
+    .venv/bin/pip install torch==2.13.0 botorch optuna          # benchmark-only dependencies
+    .venv/bin/python benchmarks/bench_bayesopt.py [--quick] [--methods gp,random,botorch,optuna]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from surrogates import benchmarks as B  # noqa: E402
+from surrogates.bayesopt import BayesianOptimizer, RandomSearch  # noqa: E402
+from surrogates.space import Categorical, Integer, Real  # noqa: E402
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "bayesopt"
+PROBLEMS = ("branin", "hartmann6", "mixed", "constrained_branin")
+NOISE = dict(branin=0.5, hartmann6=0.1, mixed=0.05, constrained_branin=0.5)
+METHODS = ("gp", "random", "botorch", "optuna")
+CHECKPOINTS = (10, 20, 30, 50)
+
+
+# ---- runners: each returns (designs in evaluation order, observed values, ask seconds per iteration) -----
+def run_ours(cls, prob, seed, q, n):
+    opt = cls(prob.space, seed=seed)
+    rng = np.random.default_rng(10_000 + seed)
+    times, ds_all, ys_all = [], [], []
+    while len(ds_all) < n:
+        t0 = time.perf_counter()
+        ds = opt.ask(min(q, n - len(ds_all)))
+        times.append(time.perf_counter() - t0)
+        ys = [prob(d, rng) for d in ds]
+        opt.tell(ds, ys)
+        ds_all += ds
+        ys_all += ys
+    return ds_all, ys_all, times
+
+
+def _torch_encoding(space):
+    """Raw-value encoding for BoTorch: reals and integers as themselves, categoricals as indices."""
+    lows, highs, cat_dims, int_dims = [], [], {}, {}
+    for i, p in enumerate(space.parameters):
+        if isinstance(p, Real):
+            lows.append(p.low)
+            highs.append(p.high)
+        elif isinstance(p, Integer):
+            lows.append(p.low)
+            highs.append(p.high)
+            int_dims[i] = list(range(p.low, p.high + 1))
+        else:
+            lows.append(0)
+            highs.append(len(p.choices) - 1)
+            cat_dims[i] = list(range(len(p.choices)))
+
+    def decode(row):
+        d = {}
+        for v, p in zip(row, space.parameters):
+            v = float(v)
+            if isinstance(p, Real):
+                d[p.name] = min(max(v, p.low), p.high)
+            elif isinstance(p, Integer):
+                d[p.name] = int(round(v))
+            else:
+                d[p.name] = p.choices[int(round(v))]
+        return d
+
+    def encode(d):
+        return [float(d[p.name]) if not isinstance(p, Categorical) else float(p.choices.index(d[p.name]))
+                for p in space.parameters]
+
+    return np.array([lows, highs], dtype=float), cat_dims, int_dims, decode, encode
+
+
+def run_botorch(prob, seed, q, n):
+    import torch
+    from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+    from botorch.fit import fit_gpytorch_mll
+    from botorch.models import MixedSingleTaskGP, SingleTaskGP
+    from botorch.models.transforms import Normalize, Standardize
+    from botorch.optim import optimize_acqf, optimize_acqf_mixed_alternating
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    torch.manual_seed(seed)
+    bounds_np, cat_dims, int_dims, decode, encode = _torch_encoding(prob.space)
+    bounds = torch.tensor(bounds_np, dtype=torch.double)
+    d = bounds.shape[1]
+    rng = np.random.default_rng(10_000 + seed)
+    n_init = 2 * (len(prob.space.parameters) + 1)
+    init = prob.space.sample(n_init, rng=np.random.default_rng(seed), method="sobol")
+    ds_all = list(init[:n])
+    ys_all = [prob(x, rng) for x in ds_all]
+    times = []
+    constrained = prob.space.constraint is not None
+    while len(ds_all) < n:
+        t0 = time.perf_counter()
+        X = torch.tensor([encode(x) for x in ds_all], dtype=torch.double)
+        Y = -torch.tensor(ys_all, dtype=torch.double).unsqueeze(-1)
+        if cat_dims:
+            model = MixedSingleTaskGP(X, Y, cat_dims=list(cat_dims), input_transform=Normalize(d),
+                                      outcome_transform=Standardize(1))
+        else:
+            model = SingleTaskGP(X, Y, input_transform=Normalize(d), outcome_transform=Standardize(1))
+        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+        acq = qLogNoisyExpectedImprovement(model, X_baseline=X, prune_baseline=True)
+        k = min(q, n - len(ds_all))
+        if cat_dims or int_dims:
+            cand, _ = optimize_acqf_mixed_alternating(acq, bounds, discrete_dims=int_dims, cat_dims=cat_dims, q=k,
+                                                      num_restarts=10, raw_samples=512)
+        elif constrained:
+            def con(x):      # >= 0 when feasible (BoTorch's convention)
+                return 30.0 - (x[..., 0] - 2.5) ** 2 - (x[..., 1] - 10.0) ** 2
+
+            pool = prob.space.sample(512, rng=np.random.default_rng([seed, len(ds_all)]))
+            P = torch.tensor([encode(x) for x in pool], dtype=torch.double).unsqueeze(1)
+            with torch.no_grad():
+                a = acq(P)
+            ics = P[a.argsort(descending=True)[:10]]
+            if k > 1:
+                ics = torch.cat([P[torch.randperm(len(P))[:10 * k]].reshape(10, k, d)], 0)
+            cand, _ = optimize_acqf(acq, bounds, q=k, num_restarts=10, batch_initial_conditions=ics,
+                                    nonlinear_inequality_constraints=[(con, True)])
+        else:
+            cand, _ = optimize_acqf(acq, bounds, q=k, num_restarts=10, raw_samples=512)
+        times.append(time.perf_counter() - t0)
+        new = [decode(row) for row in cand.detach().numpy()]
+        ds_all += new
+        ys_all += [prob(x, rng) for x in new]
+    return ds_all, ys_all, times
+
+
+def run_optuna(prob, seed, q, n):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = prob.space
+    cons = None
+    if space.constraint is not None:
+        cons = lambda trial: [-(30.0 - (trial.params["x1"] - 2.5) ** 2 - (trial.params["x2"] - 10.0) ** 2)]
+    sampler = optuna.samplers.GPSampler(seed=seed, constraints_func=cons)
+    study = optuna.create_study(sampler=sampler, direction="minimize")
+    rng = np.random.default_rng(10_000 + seed)
+    ds_all, ys_all, times = [], [], []
+    while len(ds_all) < n:
+        k = min(q, n - len(ds_all))
+        t0 = time.perf_counter()
+        trials, ds = [], []
+        for _ in range(k):
+            t = study.ask()
+            d = {}
+            for p in space.parameters:
+                if isinstance(p, Real):
+                    d[p.name] = t.suggest_float(p.name, p.low, p.high, log=p.log)
+                elif isinstance(p, Integer):
+                    d[p.name] = t.suggest_int(p.name, p.low, p.high)
+                else:
+                    d[p.name] = t.suggest_categorical(p.name, list(p.choices))
+            trials.append(t)
+            ds.append(d)
+        times.append(time.perf_counter() - t0)
+        for t, d in zip(trials, ds):
+            y = prob(d, rng)
+            if cons is not None:
+                t.set_user_attr("constraint", cons(t))
+            study.tell(t, y)
+            ds_all.append(d)
+            ys_all.append(y if space.feasible(d) else math.inf)
+    return ds_all, ys_all, times
+
+
+def regret_curve(prob, ds, ys):
+    best, out = math.inf, []
+    best_regret = math.inf
+    for d, y in zip(ds, ys):
+        if y < best and prob.space.feasible(d):
+            best, best_regret = y, prob.regret(d)
+        out.append(best_regret)
+    return out
+
+
+def one(method, name, noisy, q, seed, n):
+    path = RESULTS / f"{method}_{name}_{'noisy' if noisy else 'exact'}_q{q}_s{seed}_n{n}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    prob = B.get(name, noise=NOISE[name] if noisy else 0.0)
+    runner = dict(gp=lambda: run_ours(BayesianOptimizer, prob, seed, q, n),
+                  random=lambda: run_ours(RandomSearch, prob, seed, q, n),
+                  botorch=lambda: run_botorch(prob, seed, q, n), optuna=lambda: run_optuna(prob, seed, q, n))[method]
+    ds, ys, times = runner()
+    res = dict(method=method, problem=name, noisy=noisy, q=q, seed=seed, regret=regret_curve(prob, ds, ys),
+               ask_seconds=times, violations=sum(not prob.space.feasible(d) for d in ds))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res))
+    return res
+
+
+def report(rows, methods, problems, qs, n):
+    marks = [c for c in CHECKPOINTS if c <= n]
+    lines = []
+    head = f"{'problem':24s} {'q':>2s} {'method':8s} " + " ".join(f"{'regret@' + str(c):>22s}" for c in marks) + \
+        f" {'s/iter':>8s} {'viol.':>5s}"
+    lines.append(head)
+    for name in problems:
+        for noisy in (False, True):
+            for q in qs:
+                for m in methods:
+                    rs = [r for r in rows if r["method"] == m and r["problem"] == name and r["noisy"] == noisy and r["q"] == q]
+                    if not rs:
+                        continue
+                    cells = []
+                    for c in marks:
+                        v = np.array([r["regret"][c - 1] for r in rs])
+                        q1, med, q3 = np.percentile(v, [25, 50, 75])
+                        cells.append(f"{med:8.3g} [{q1:.2g},{q3:.2g}]".rjust(22))
+                    t = np.mean([np.mean(r["ask_seconds"]) if r["ask_seconds"] else 0.0 for r in rs])
+                    viol = sum(r["violations"] for r in rs)
+                    lines.append(f"{name + (' noisy' if noisy else ''):24s} {q:2d} {m:8s} " + " ".join(cells)
+                                 + f" {t:8.3f} {viol:5d}")
+    return "\n".join(lines)
+
+
+def plot(rows, methods, problems, qs, n, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(qs) * 2, len(problems), figsize=(4 * len(problems), 3.2 * 2 * len(qs)), squeeze=False)
+    for j, name in enumerate(problems):
+        for i, (noisy, q) in enumerate([(nz, q) for q in qs for nz in (False, True)]):
+            ax = axes[i, j]
+            for m in methods:
+                rs = [r for r in rows if r["method"] == m and r["problem"] == name and r["noisy"] == noisy and r["q"] == q]
+                if not rs:
+                    continue
+                v = np.array([r["regret"][:n] for r in rs])
+                v = np.maximum(v, 1e-6)
+                x = np.arange(1, v.shape[1] + 1)
+                med = np.median(v, 0)
+                ax.plot(x, med, label=m)
+                ax.fill_between(x, np.percentile(v, 25, 0), np.percentile(v, 75, 0), alpha=0.2)
+            ax.set(yscale="log", title=f"{name}{' noisy' if noisy else ''}, q={q}", xlabel="evaluations",
+                   ylabel="simple regret")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="3 seeds, 20 evaluations, q = 1, noise-free only")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--problems", default=",".join(PROBLEMS))
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--evaluations", type=int, default=50)
+    ap.add_argument("--q", default="1,4")
+    ap.add_argument("--report", action="store_true", help="only print and plot the cached results")
+    args = ap.parse_args()
+    methods = args.methods.split(",")
+    problems = args.problems.split(",")
+    for m in methods:
+        if m not in METHODS:
+            ap.error(f"--methods: unknown method {m!r}; allowed: {', '.join(METHODS)}")
+    for p in problems:
+        if p not in PROBLEMS:
+            ap.error(f"--problems: unknown problem {p!r}; allowed: {', '.join(PROBLEMS)}")
+    qs = [int(v) for v in args.q.split(",")]
+    seeds, n, noises = args.seeds, args.evaluations, (False, True)
+    if args.quick:
+        seeds, n, qs, noises = 3, 20, [1], (False,)
+    jobs = [(m, p, nz, q, s) for p in problems for nz in noises for q in qs for s in range(seeds) for m in methods]
+    rows = []
+    if args.report:
+        rows = [json.loads(f.read_text()) for f in RESULTS.glob(f"*_n{n}.json")]
+    else:
+        from tqdm import tqdm
+
+        for m, p, nz, q, s in tqdm(jobs, desc="runs", unit="run"):
+            rows.append(one(m, p, nz, q, s, n))
+    print(report(rows, methods, problems, qs, n))
+    print(f"\nregret curves: {plot(rows, methods, problems, qs, n, RESULTS.parent / 'bayesopt_regret.png')}")
+
+
+if __name__ == "__main__":
+    main()
