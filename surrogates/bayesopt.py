@@ -134,9 +134,13 @@ class _AskTell:
     def _rng(self) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.n_asks])
 
-    def _check_n(self, n):
+    def _start_ask(self, n):
+        """Check ``n``; return this ask's generator and the keys of the evaluated and pending designs."""
         if not (isinstance(n, (int, np.integer)) and n >= 1):
             raise ValueError(f"ask: n = {n!r}; must be an integer >= 1")
+        rng = self._rng()
+        self.n_asks += 1
+        return rng, {self._key(d) for d in self.designs + self.pending}
 
     def _distinct(self, candidates: list[dict], n: int, taken: set) -> list[dict]:
         out = []
@@ -156,10 +160,7 @@ class RandomSearch(_AskTell):
     kind = "random"
 
     def ask(self, n: int = 1) -> list[dict]:
-        self._check_n(n)
-        rng = self._rng()
-        self.n_asks += 1
-        taken = {self._key(d) for d in self.designs + self.pending}
+        rng, taken = self._start_ask(n)
         out: list[dict] = []
         for _ in range(100):
             out += self._distinct(self.space.sample(2 * n, rng=rng), n - len(out), taken)
@@ -208,10 +209,7 @@ class BayesianOptimizer(_AskTell):
     # -- asking -------------------------------------------------------------------------------------------
     def ask(self, n: int = 1) -> list[dict]:
         """``n`` distinct feasible designs, none equal to an evaluated or pending one."""
-        self._check_n(n)
-        rng = self._rng()
-        self.n_asks += 1
-        taken = {self._key(d) for d in self.designs + self.pending}
+        rng, taken = self._start_ask(n)
         out: list[dict] = []
         n_seen = len(self.designs) + len(self.pending)
         n_ok = sum(v is not None for v in self.values)

@@ -12,21 +12,23 @@ directions come from the reconstructed impact points; the J/psi is taken as meas
 
 from __future__ import annotations
 
-import argparse
 import json
-import pathlib
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
 
 import diffcalo as dc
 from diffcalo import metrics
-from diffcalo.pileup import PileupModel
 from diffcalo.plotting import plot_mass_peak
 from diffcalo.reco.classical import window_centre
 from diffcalo.reco.pipeline import Reconstruction
 from diffcalo.reco.train import TrainConfig
 from diffcalo.samples import M_BS, M_PI0, bs_jpsi_pi0_sample, pi0_sample
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import parse  # noqa: E402
 
 
 def photon_p4(energy, pos, z_mm):
@@ -51,15 +53,8 @@ def reconstruct_pairs(reco, det, sample, key, pileup, e_min=1.0):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--train", type=int, default=80000)
-    ap.add_argument("--signal", type=int, default=40000, help="pi0 and B_s decays generated")
-    ap.add_argument("--collisions", type=float, default=40.0)
-    ap.add_argument("-o", "--output", default="studies/reco_upgrade2/results")
-    args = ap.parse_args()
-    out = pathlib.Path(args.output)
-    det = dc.Detector.from_layout(dc.layout.lhcb_upgrade2_baseline())
-    pu = PileupModel.default(collisions_per_crossing=args.collisions) if args.collisions > 0 else None
+    args, out, det, pu = parse(__doc__.split("\n")[0], 80000, lambda ap: ap.add_argument(
+        "--signal", type=int, default=40000, help="pi0 and B_s decays generated"))
     spectrum = dc.log_uniform_energy(1.0, 100.0)
     sims = [dc.simulate(det, dc.gun(jax.random.key(s), n, det.layout, energy=spectrum), key=jax.random.key(s + 5),
                         mode="realistic", pileup=pu) for s, n in ((1, args.train), (2, args.train // 5))]

@@ -13,31 +13,26 @@ Writes results.json, results.md and per-region figures into ``--output``::
 
 from __future__ import annotations
 
-import argparse
 import json
-import pathlib
+import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 
 import diffcalo as dc
-from diffcalo.pileup import PileupModel
 from diffcalo.plotting import plot_reco
 from diffcalo.reco.pipeline import Reconstruction, evaluate
 from diffcalo.reco.train import TrainConfig
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import parse  # noqa: E402
+
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--train", type=int, default=50000, help="training clusters per region")
-    ap.add_argument("--test", type=int, default=20000)
-    ap.add_argument("--collisions", type=float, default=40.0)
-    ap.add_argument("-o", "--output", default="studies/reco_upgrade2/results")
-    args = ap.parse_args()
-    out = pathlib.Path(args.output)
-    det = dc.Detector.from_layout(dc.layout.lhcb_upgrade2_baseline())
-    pu = PileupModel.default(collisions_per_crossing=args.collisions) if args.collisions > 0 else None
+    args, out, det, pu = parse(__doc__.split("\n")[0], 50000,
+                               lambda ap: ap.add_argument("--test", type=int, default=20000))
     configs = dict(energy=TrainConfig(use_time=True), position=TrainConfig(use_time=True),
                    time=TrainConfig(loss="huber"))
     summary, lines = {}, []
