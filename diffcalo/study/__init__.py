@@ -1,0 +1,1 @@
+"""Design studies: configs, the objective, runner and sweeps, executors, the journal, reports."""

@@ -1,0 +1,239 @@
+r"""The crash-safe journal of a study: one SQLite file, WAL mode, written only by the driver.
+
+Every evaluation is a row: its design (JSON), seed, status (``pending`` -> ``running`` -> ``done`` or
+``failed``), metrics (JSON), figure of merit, cost, timings (JSON), worker and error text. Each change
+is one transaction with ``synchronous=FULL``: a driver killed at any instant leaves the journal at
+the last committed change. On resume (:meth:`Journal.requeue_running`) the rows that were running
+when the driver died go back to pending, so no evaluation is lost; an evaluation is only ever
+recorded done once (the status change is conditional on the row still being running).
+
+The ``meta`` table holds the schema version and the fully resolved study config. Opening a file
+that is not a journal, of another schema version, or damaged (``PRAGMA integrity_check``) raises
+:class:`JournalError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import pathlib
+import sqlite3
+import time
+
+__all__ = ["Journal", "JournalError", "STATUSES", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+STATUSES = ("pending", "running", "done", "failed")
+_COLUMNS = ("id", "design", "seed", "status", "fom", "cost", "metrics", "timings", "worker", "error",
+            "t_created", "t_started", "t_finished", "attempts")
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE evaluations (
+    id INTEGER PRIMARY KEY,
+    design TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    fom REAL,
+    cost REAL,
+    metrics TEXT,
+    timings TEXT,
+    worker TEXT,
+    error TEXT,
+    t_created REAL NOT NULL,
+    t_started REAL,
+    t_finished REAL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+class JournalError(RuntimeError):
+    """A journal file that cannot be used; the message names the file and the problem."""
+
+
+def _connect(path: pathlib.Path) -> sqlite3.Connection:
+    con = sqlite3.connect(path, timeout=30.0, isolation_level=None)   # autocommit; explicit transactions
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=FULL")
+    return con
+
+
+class Journal:
+    """A study journal (module docstring). Use :meth:`create` or :meth:`open`."""
+
+    def __init__(self, path: pathlib.Path, con: sqlite3.Connection):
+        self.path = path
+        self._con = con
+
+    # -- creating and opening ---------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path, config: dict) -> "Journal":
+        """A new journal at ``path`` holding the resolved study ``config``.
+
+        Raises:
+            FileExistsError: ``path`` exists (resume it with :meth:`open` instead).
+        """
+        path = pathlib.Path(path)
+        if path.exists():
+            raise FileExistsError(f"{path}: a journal exists already; resume it (--resume) or choose another run directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = _connect(path)
+        with con:
+            con.execute("BEGIN")
+            for stmt in _SCHEMA.strip().split(";\n"):
+                if stmt.strip():
+                    con.execute(stmt)
+            con.executemany("INSERT INTO meta VALUES (?, ?)", [
+                ("schema", "diffcalo.journal"), ("schema_version", str(SCHEMA_VERSION)),
+                ("config", json.dumps(config, sort_keys=True)), ("created", repr(time.time()))])
+        return cls(path, con)
+
+    @classmethod
+    def open(cls, path) -> "Journal":
+        """Open an existing journal, checking that it is one, of this schema version, and intact."""
+        path = pathlib.Path(path)
+        if not path.exists():
+            raise JournalError(f"{path}: no such journal")
+        try:
+            with open(path, "rb") as f:
+                head = f.read(16)
+            if head != b"SQLite format 3\x00":
+                raise JournalError(f"{path}: not a SQLite file (corrupted or not a journal)")
+            con = _connect(path)
+            ok = con.execute("PRAGMA integrity_check").fetchone()[0]
+            if ok != "ok":
+                raise JournalError(f"{path}: the journal is damaged (integrity check: {ok})")
+            meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"{path}: the journal cannot be read (corrupted?): {exc}") from None
+        if meta.get("schema") != "diffcalo.journal":
+            raise JournalError(f"{path}: not a diffcalo journal (schema = {meta.get('schema')!r})")
+        if meta.get("schema_version") != str(SCHEMA_VERSION):
+            raise JournalError(f"{path}: journal schema version {meta.get('schema_version')}; this diffcalo reads "
+                               f"version {SCHEMA_VERSION}")
+        return cls(path, con)
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def config(self) -> dict:
+        return json.loads(self._con.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
+
+    # -- changes (one transaction each) ---------------------------------------------------------------------
+    def add(self, designs, seeds) -> list[int]:
+        """Record new pending evaluations; returns their ids."""
+        now = time.time()
+        ids = []
+        with self._con:
+            self._con.execute("BEGIN IMMEDIATE")
+            for d, s in zip(designs, seeds):
+                cur = self._con.execute("INSERT INTO evaluations (design, seed, status, t_created) VALUES (?, ?, 'pending', ?)",
+                                        (json.dumps(d, sort_keys=True), int(s), now))
+                ids.append(int(cur.lastrowid))
+        return ids
+
+    def start(self, eid: int, worker: str = "") -> None:
+        """pending -> running."""
+        self._transition(eid, "pending", "running",
+                         "worker = ?, t_started = ?, attempts = attempts + 1", (worker, time.time()))
+
+    def finish(self, eid: int, *, fom: float | None, cost: float | None, metrics: dict, timings: dict,
+               worker: str = "") -> None:
+        """running -> done with the results."""
+        self._transition(eid, "running", "done", "fom = ?, cost = ?, metrics = ?, timings = ?, worker = COALESCE(NULLIF(?, ''), worker), t_finished = ?",
+                         (fom, cost, json.dumps(metrics, sort_keys=True), json.dumps(timings), worker, time.time()))
+
+    def fail(self, eid: int, error: str, *, timings: dict | None = None, worker: str = "") -> None:
+        """running (or pending) -> failed with the error text."""
+        with self._con:
+            self._con.execute("BEGIN IMMEDIATE")
+            cur = self._con.execute(
+                "UPDATE evaluations SET status = 'failed', error = ?, timings = ?, worker = COALESCE(NULLIF(?, ''), worker), "
+                "t_finished = ? "
+                "WHERE id = ? AND status IN ('pending', 'running')",
+                (error, json.dumps(timings or {}), worker, time.time(), eid))
+            if cur.rowcount != 1:
+                raise JournalError(f"{self.path}: evaluation {eid} is not pending or running; cannot mark it failed")
+
+    def _transition(self, eid, old, new, sets, values):
+        with self._con:
+            self._con.execute("BEGIN IMMEDIATE")
+            cur = self._con.execute(f"UPDATE evaluations SET status = ?, {sets} WHERE id = ? AND status = ?",
+                                    (new, *values, eid, old))
+            if cur.rowcount != 1:
+                row = self._con.execute("SELECT status FROM evaluations WHERE id = ?", (eid,)).fetchone()
+                raise JournalError(f"{self.path}: evaluation {eid} is {row[0] if row else 'missing'}, not {old}; "
+                                   f"cannot mark it {new}")
+
+    def requeue_running(self) -> int:
+        """Resume after a crash: every running evaluation goes back to pending. Returns how many."""
+        with self._con:
+            self._con.execute("BEGIN IMMEDIATE")
+            cur = self._con.execute("UPDATE evaluations SET status = 'pending', worker = NULL, t_started = NULL "
+                                    "WHERE status = 'running'")
+        return cur.rowcount
+
+    # -- reading ------------------------------------------------------------------------------------------------
+    def records(self, status: str | None = None) -> list[dict]:
+        """All evaluations (or those with ``status``) in id order, JSON fields decoded."""
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status = {status!r}; allowed: {', '.join(STATUSES)}")
+        q = f"SELECT {', '.join(_COLUMNS)} FROM evaluations" + (" WHERE status = ?" if status else "") + " ORDER BY id"
+        rows = self._con.execute(q, (status,) if status else ()).fetchall()
+        out = []
+        for row in rows:
+            r = dict(zip(_COLUMNS, row))
+            for k in ("design", "metrics", "timings"):
+                r[k] = json.loads(r[k]) if r[k] else ({} if k != "design" else None)
+            out.append(r)
+        return out
+
+    def counts(self) -> dict:
+        c = dict(self._con.execute("SELECT status, COUNT(*) FROM evaluations GROUP BY status").fetchall())
+        return {s: int(c.get(s, 0)) for s in STATUSES}
+
+    # -- export ----------------------------------------------------------------------------------------------------
+    def export_csv(self, path) -> pathlib.Path:
+        """One row per evaluation; design parameters and metrics flattened into columns."""
+        recs = self.records()
+        dkeys = sorted({k for r in recs for k in (r["design"] or {})})
+        mkeys = sorted({k for r in recs for k in r["metrics"] if not isinstance(r["metrics"][k], (dict, list))})
+        path = pathlib.Path(path)
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "status", "seed", "fom", "cost", "worker", "error"] + [f"design.{k}" for k in dkeys]
+                       + [f"metric.{k}" for k in mkeys] + ["seconds"])
+            for r in recs:
+                secs = r["timings"].get("total") if r["timings"] else None
+                w.writerow([r["id"], r["status"], r["seed"], r["fom"], r["cost"], r["worker"], r["error"]]
+                           + [(r["design"] or {}).get(k) for k in dkeys] + [r["metrics"].get(k) for k in mkeys] + [secs])
+        return path
+
+    def export_hdf5(self, path) -> pathlib.Path:
+        """The evaluations as HDF5 datasets (numeric columns as arrays, JSON columns as strings) plus the config."""
+        import h5py
+        import numpy as np
+
+        recs = self.records()
+        path = pathlib.Path(path)
+        with h5py.File(path, "w") as f:
+            f.attrs["config"] = json.dumps(self.config, sort_keys=True)
+            f.attrs["schema"] = "diffcalo.journal-export"
+            f["id"] = np.array([r["id"] for r in recs], dtype=np.int64)
+            f["seed"] = np.array([r["seed"] for r in recs], dtype=np.int64)
+            for k in ("fom", "cost"):
+                f[k] = np.array([np.nan if r[k] is None else r[k] for r in recs], dtype=float)
+            text = h5py.string_dtype()
+            for k in ("status", "worker", "error"):
+                f.create_dataset(k, data=[r[k] or "" for r in recs], dtype=text)
+            for k in ("design", "metrics", "timings"):
+                f.create_dataset(k, data=[json.dumps(r[k], sort_keys=True) for r in recs], dtype=text)
+        return path
