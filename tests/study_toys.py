@@ -1,0 +1,33 @@
+"""Cheap objectives for the study-runner tests (module level: worker processes import them)."""
+
+import os
+import time
+
+
+def toy_objective(config, design, seed):
+    """A smooth function of the design, deterministic; sleeps ``TOY_SLEEP`` seconds."""
+    time.sleep(float(os.environ.get("TOY_SLEEP", "0")))
+    options = config["options"]
+    score = sum(options.index(design[f"option_{i}"]) for i in range(config["regions"]))
+    score += sum((design[f"ring_{i}"] - 3) ** 2 for i in range(config["regions"] - 1)) * 0.1
+    return dict(fom=float(score), cost=1.0, metrics=dict(score=score, seed=seed), timings=dict(simulate=0.0))
+
+
+def failing_objective(config, design, seed):
+    if design["ring_0"] % 2:
+        raise FloatingPointError("NaN training loss")
+    return toy_objective(config, design, seed)
+
+
+def killing_objective(config, design, seed):
+    """Kills its worker process: once for the first design it sees (the retry then succeeds), and every
+    time for the design in ``TOY_KILL_ALWAYS`` (the task is finally lost)."""
+    import json
+
+    marker = os.environ.get("TOY_KILL_ONCE")
+    if json.dumps(design, sort_keys=True) == os.environ.get("TOY_KILL_ALWAYS"):
+        os._exit(1)
+    if marker and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return toy_objective(config, design, seed)

@@ -1,0 +1,176 @@
+"""Design studies: config validation, the design space, the runner's resilience and executor equivalence."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from diffcalo.config import ConfigError
+from diffcalo.study.config import load_study_config, study_config_from_dict
+from diffcalo.study.journal import Journal, JournalError
+from diffcalo.study.objective import design_space, layout_from_design
+from diffcalo.study.runner import StudyError, make_executor, run_study
+
+sys.path.insert(0, str(Path(__file__).parent))
+from study_toys import failing_objective, toy_objective  # noqa: E402
+
+TESTS = Path(__file__).parent
+
+
+def _cfg(**sections):
+    return study_config_from_dict({k: v for k, v in sections.items()})
+
+
+# ---- config -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, message", [
+    ("[study]\nfigure_of_merit = 'resolution'", r"study.figure_of_merit = 'resolution': allowed: pi0_width, bs_significance"),
+    ("[design]\noptions = ['pbwo4:22']", r"design.options = 'pbwo4:22': unknown technology 'pbwo4'"),
+    ("[design]\noptions = ['shashlik:50']", r"technology 'shashlik' allows cell sizes \[40.4, 60.6, 121.2\] mm"),
+    ("[design]\noptions = ['shashlik']", r"write each option as 'technology:cell_mm'"),
+    ("[design]\nregions = 9", r"design.regions = 9: must be an integer in \[1, 5\]"),
+    ("[design]\nsplit = 'yes'", r"design.split = 'yes': must be true or false"),
+    ("[budget]\ntotal = -3", r"budget.total = -3: must be a number > 0"),
+    ("[optimizer]\nkind = 'cma'", r"optimizer.kind = 'cma': allowed: gp, random"),
+    ("[executor]\nkind = 'slurm'", r"executor.kind = 'slurm': allowed: inprocess, process, dask"),
+    ("[optimiser]\nkind = 'gp'", r"unknown section \[optimiser\]"),
+    ("[samples]\ntrain_photon = 3", r"unknown key\(s\) \['train_photon'\] in \[samples\]"),
+    ("[samples]\nphoton_energy = [10, 1]", r"samples.photon_energy = \[10, 1\]: \[low, high\] in GeV"),
+    ("[wall]\nlayout = 'atlas'", r"wall.layout = 'atlas': allowed: lhcb-current"),
+])
+def test_study_config_errors_name_key_value_and_allowed(tmp_path, text, message):
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_study_config(path)
+
+
+def test_design_space_layouts_and_the_budget_constraint():
+    cfg = _cfg(design=dict(regions=3), budget=dict(total=12000.0))
+    space = design_space(cfg)
+    assert [p.name for p in space.parameters] == ["option_0", "option_1", "option_2", "ring_0", "ring_1", "split"]
+    d = dict(option_0="spacal-w:15.15", option_1="shashlik:40.4", option_2="shashlik:121.2", ring_0=2, ring_1=6,
+             split=False)
+    lay = layout_from_design(cfg, d)
+    assert [(r.modules_x, r.modules_y) for r in lay.regions] == [(8, 8), (20, 18), (64, 52)]
+    assert lay.regions[0].sections == 1
+    assert space.feasible(d) == (lay.cost() <= 12000.0)
+    assert not space.feasible(dict(d, ring_0=12, ring_1=12))          # fits the wall, over budget
+    wide = _cfg(design=dict(regions=3, max_ring=30))
+    too_big = dict(d, ring_0=20, ring_1=12)
+    assert not design_space(wide).feasible(too_big)
+    with pytest.raises(ValueError, match=r"region 1 \(68 x 56 modules\) does not fit inside the 64 x 52 wall"):
+        layout_from_design(wide, too_big)
+    for s in space.sample(50, rng=0):
+        assert layout_from_design(cfg, s).cost() <= 12000.0
+
+
+# ---- runner -----------------------------------------------------------------------------------------------
+def test_failures_are_recorded_and_the_study_goes_on(tmp_path):
+    cfg = _cfg(optimizer=dict(kind="random", evaluations=10))
+    j = run_study(cfg, tmp_path / "run", objective=failing_objective, progress=False, log=lambda *a: None)
+    c = j.counts()
+    assert c["done"] + c["failed"] == 10 and c["failed"] >= 1
+    failed = j.records("failed")[0]
+    assert failed["error"] == "FloatingPointError: NaN training loss" and failed["design"]["ring_0"] % 2 == 1
+
+
+def test_a_study_killed_with_sigkill_resumes_to_exactly_the_planned_evaluations(tmp_path):
+    run = tmp_path / "run"
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(TESTS)!r})
+        from study_toys import toy_objective
+        from diffcalo.study.config import study_config_from_dict
+        from diffcalo.study.runner import run_study
+        cfg = study_config_from_dict({{"optimizer": {{"evaluations": 14, "initial": 4}}}})
+        run_study(cfg, {str(run)!r}, objective=toy_objective, progress=False, resume={{resume}})
+    """)
+    env = dict(os.environ, TOY_SLEEP="0.25")
+    proc = subprocess.Popen([sys.executable, "-c", script.replace("{resume}", "False")], env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.2)
+        if (run / "journal.sqlite").exists():
+            with Journal.open(run / "journal.sqlite") as j:
+                if j.counts()["done"] >= 5:
+                    break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with Journal.open(run / "journal.sqlite") as j:
+        before = j.counts()
+    assert 5 <= before["done"] < 14
+    subprocess.run([sys.executable, "-c", script.replace("{resume}", "True")], env=env, check=True)
+    with Journal.open(run / "journal.sqlite") as j:
+        recs, config = j.records(), j.config
+        assert j.counts() == {"pending": 0, "running": 0, "done": 14, "failed": 0}
+    assert len(recs) == 14 and [r["id"] for r in recs] == list(range(1, 15))
+    keys = {json.dumps(r["design"], sort_keys=True) for r in recs}
+    assert len(keys) == 14                                   # no design evaluated twice
+    assert all(r["fom"] == toy_objective(config, r["design"], 0)["fom"] for r in recs)
+
+
+def test_resume_refuses_a_corrupted_journal_and_a_changed_config(tmp_path):
+    cfg = _cfg(optimizer=dict(kind="random", evaluations=3))
+    run_study(cfg, tmp_path / "ok", objective=toy_objective, progress=False).close()
+    with pytest.raises(StudyError, match="the study config differs"):
+        run_study(_cfg(optimizer=dict(kind="random", evaluations=4)), tmp_path / "ok", resume=True,
+                  objective=toy_objective, progress=False)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "journal.sqlite").write_bytes(b"\x00garbage" * 1000)
+    with pytest.raises(JournalError, match="not a SQLite file"):
+        run_study(cfg, bad, resume=True, objective=toy_objective, progress=False)
+
+
+def _sweep_designs(cfg, n=6):
+    return design_space(cfg).sample(n, rng=3, method="lhs")
+
+
+def _journal_rows(j):
+    return [(r["id"], r["status"], json.dumps(r["design"], sort_keys=True), r["fom"], r["cost"],
+             json.dumps(r["metrics"], sort_keys=True)) for r in j.records()]
+
+
+def test_inprocess_process_pool_and_dask_give_identical_journals(tmp_path):
+    pytest.importorskip("distributed")
+    cfg = _cfg(optimizer=dict(evaluations=6))
+    designs = _sweep_designs(cfg)
+    rows = {}
+    for kind in ("inprocess", "process", "dask"):
+        ex = make_executor(kind, workers=2)
+        try:
+            j = run_study(cfg, tmp_path / kind, designs=designs, objective=toy_objective, executor=ex, progress=False)
+        finally:
+            ex.close()
+        rows[kind] = _journal_rows(j)
+        j.close()
+    assert rows["inprocess"] == rows["process"] == rows["dask"]
+    assert len(rows["dask"]) == 6
+
+
+def test_a_dask_worker_killed_mid_task_is_retried_or_recorded_and_the_study_goes_on(tmp_path):
+    pytest.importorskip("distributed")
+    cfg = _cfg(optimizer=dict(evaluations=5))
+    designs = _sweep_designs(cfg, 5)
+    marker = tmp_path / "died-once"
+    os.environ["TOY_KILL_ONCE"] = str(marker)
+    os.environ["TOY_KILL_ALWAYS"] = json.dumps(designs[3], sort_keys=True)
+    ex = make_executor("dask", workers=2)
+    try:
+        from study_toys import killing_objective
+
+        j = run_study(cfg, tmp_path / "run", designs=designs, objective=killing_objective, executor=ex,
+                      progress=False, log=lambda *a: None)
+    finally:
+        ex.close()
+        del os.environ["TOY_KILL_ONCE"], os.environ["TOY_KILL_ALWAYS"]
+    recs = j.records()
+    assert marker.exists()                                   # a worker did die
+    assert [r["status"] for r in recs] == ["done", "done", "done", "failed", "done"]
+    assert "KilledWorker" in recs[3]["error"]
