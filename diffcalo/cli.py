@@ -38,7 +38,7 @@ def _odd_window(text: str) -> int:
     return v
 
 
-def _cmd_demo(args) -> int:
+def _cmd_showers(args) -> int:
     import jax
     import numpy as np
     from tqdm import tqdm
@@ -94,6 +94,110 @@ def _cmd_demo(args) -> int:
                        title=f"{layout.name}, region {region.name!r}: {region.technology} "
                              f"{region.cell_size_mm:g} mm cells, {args.mode} mode")
     print(f"wrote {lp} and {cp}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from diffcalo.study.flagship import QUICK, run_flagship
+
+    out = pathlib.Path(args.output)
+    print("diffcalo demo: the quick LHCb ECAL Upgrade II design study (GP Bayesian optimisation vs random search "
+          "vs the current and baseline layouts; embedded config diffcalo.study.flagship.QUICK)")
+    t0 = time.perf_counter()
+    summary = run_flagship(QUICK, out, resume=args.resume, progress=not args.quiet)
+    print()
+    print(summary.read_text())
+    print(f"finished in {time.perf_counter() - t0:.0f} s; reports in {out}/gp/report.md and {out}/random/report.md")
+    return 0
+
+
+def _study_setup(args):
+    from diffcalo.study.config import load_study_config
+
+    cfg = load_study_config(args.study)
+    over = {}
+    if args.executor:
+        over["executor"] = args.executor
+    if args.workers:
+        over["workers"] = args.workers
+    if args.scheduler:
+        over["scheduler"] = args.scheduler
+        over.setdefault("executor", "dask")
+    if over:
+        cfg = dataclasses.replace(cfg, **over)
+    run_dir = pathlib.Path(args.output or pathlib.Path("runs") / cfg.name)
+    return cfg, run_dir
+
+
+def _cmd_optimize(args) -> int:
+    from diffcalo.study.report import write_report
+    from diffcalo.study.runner import run_study
+
+    cfg, run_dir = _study_setup(args)
+    j = run_study(cfg, run_dir, resume=args.resume, progress=not args.quiet)
+    print(f"{run_dir}: {j.counts()}")
+    j.close()
+    print(f"wrote {write_report(run_dir)}")
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    import json
+
+    from diffcalo.study.objective import design_space
+    from diffcalo.study.report import write_report
+    from diffcalo.study.runner import run_study
+
+    cfg, run_dir = _study_setup(args)
+    space = design_space(cfg)
+    if args.designs:
+        designs = json.loads(pathlib.Path(args.designs).read_text())
+        if not isinstance(designs, list):
+            raise ValueError(f"{args.designs}: must hold a JSON list of designs")
+        for d in designs:
+            space.validate(d)
+            if not space.feasible(d):
+                raise ValueError(f"{args.designs}: design {d} is outside the budget or the wall")
+    elif args.lhs:
+        designs = space.sample(args.lhs, rng=cfg.seed, method="lhs")
+    else:
+        designs = _grid(space)
+    print(f"sweep: {len(designs)} designs")
+    j = run_study(cfg, run_dir, designs=designs, resume=args.resume, progress=not args.quiet)
+    print(f"{run_dir}: {j.counts()}")
+    j.close()
+    print(f"wrote {write_report(run_dir)}")
+    return 0
+
+
+def _grid(space, max_designs: int = 2000):
+    """Every feasible combination of the categorical and integer values (reals: 5 levels)."""
+    import itertools
+
+    import numpy as np
+
+    levels = []
+    for p in space.parameters:
+        if hasattr(p, "choices"):
+            levels.append(list(p.choices))
+        elif isinstance(p.low, int):
+            levels.append(list(range(p.low, p.high + 1)))
+        else:
+            levels.append(list(np.linspace(p.low, p.high, 5)))
+    n = int(np.prod([len(v) for v in levels]))
+    if n > 100 * max_designs:
+        raise ValueError(f"sweep --grid: {n} combinations; use --lhs N or --designs FILE")
+    out = [dict(zip(space.names, combo)) for combo in itertools.product(*levels)]
+    out = [d for d in out if space.feasible(d)]
+    if len(out) > max_designs:
+        raise ValueError(f"sweep --grid: {len(out)} feasible designs (more than {max_designs}); use --lhs N")
+    return out
+
+
+def _cmd_report(args) -> int:
+    from diffcalo.study.report import write_report
+
+    print(f"wrote {write_report(args.run_dir)}")
     return 0
 
 
@@ -329,7 +433,13 @@ def _cmd_evaluate(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffcalo", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="simulate showers on a preset layout and summarise (the main job)")
+    p = sub.add_parser("demo", help="the quick LHCb ECAL design study, ending with a report (the main job)")
+    p.add_argument("-o", "--output", default="diffcalo-output", help="directory for the runs and reports")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo in the same directory")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("showers", help="simulate showers on a preset layout and summarise")
     p.add_argument("--layout", default="lhcb-upgrade2-baseline",
                    help="preset: lhcb-current, lhcb-upgrade2-baseline, luxe, toy (default: %(default)s)")
     p.add_argument("-n", type=_positive_int, default=20000, help="photons per region (default: %(default)s)")
@@ -338,7 +448,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", default="diffcalo-output", help="directory for the PNG files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_demo)
+    p.set_defaults(func=_cmd_showers)
+    for name, helptext in (("optimize", "run a design study with its optimiser (GP-BO or random)"),
+                           ("sweep", "evaluate a grid, a Latin hypercube or a list of designs")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("study", help="study TOML (see diffcalo.study.config)")
+        p.add_argument("-o", "--output", help="run directory (default runs/<study name>)")
+        p.add_argument("--resume", action="store_true", help="continue the journal in the run directory")
+        p.add_argument("--executor", choices=("inprocess", "process", "dask"), help="override [executor] kind")
+        p.add_argument("--workers", type=_positive_int, help="override [executor] workers")
+        p.add_argument("--scheduler", help="address of an existing Dask scheduler (implies --executor dask)")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        if name == "sweep":
+            g = p.add_mutually_exclusive_group()
+            g.add_argument("--lhs", type=_positive_int, help="N designs from a Latin hypercube")
+            g.add_argument("--designs", help="JSON file with a list of designs")
+        p.set_defaults(func=_cmd_optimize if name == "optimize" else _cmd_sweep)
+    p = sub.add_parser("report", help="write report.md and figures for a study run directory")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_cmd_report)
+
     p = sub.add_parser("layout", help="print and draw a preset layout")
     p.add_argument("name", help="preset: lhcb-current, lhcb-upgrade2-baseline, luxe, toy")
     p.epilog = "presets: lhcb-current, lhcb-upgrade2-baseline, luxe, toy"
@@ -383,10 +512,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from diffcalo.study.journal import JournalError
+    from diffcalo.study.runner import StudyError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as exc:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, JournalError, StudyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"diffcalo {args.command}: error: {msg}", file=sys.stderr)
         return 2

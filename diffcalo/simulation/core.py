@@ -363,12 +363,11 @@ def poisson_counts(key, lam):
 
 @functools.partial(jax.jit, static_argnames=("mode", "window", "depth_nodes", "image", "pileup",
                                              "max_background", "timing"))
-def _simulate_jit(detector: Detector, particles: Particles, key, mode: str, window: int,
+def _simulate_jit(detector: Detector, particles: Particles, key, region, status, mode: str, window: int,
                   depth_nodes: int, image: bool, pileup=None, max_background: int = 12,
                   timing: bool = True) -> Clusters:
     layout = detector.layout
     tables = region_tables(detector, depth_nodes, image)
-    region, status = layout.region_of(particles.x, particles.y)
     ok = status == STATUS_OK
     ridx = jnp.clip(region, 0, detector.n_regions - 1)
     # per-particle rows, batch last: scalars [n], t_edges / z_edges [S+1, n]
@@ -532,8 +531,21 @@ def simulate(detector: Detector, particles: Particles, *, key, mode: str = "rela
             raise ValueError(f"max_background = {max_background!r}: must be an integer >= 1")
     if pileup is not None and not timing:
         raise ValueError("timing = False with pileup: the overlay combines deposit times; keep timing on")
-    return _simulate_jit(detector, particles, key, mode, window, depth_nodes, image, pileup,
+    # Region look-up outside the jit, and a canonical layout inside it: the region rectangles are
+    # the only part of the geometry the kernel does not need, so designs that differ only in where
+    # their regions end share one compiled simulator (a design study recompiles only for new
+    # technology / cell-size / segmentation sequences).
+    region, status = detector.layout.region_of(particles.x, particles.y)
+    canonical = dataclasses.replace(detector, layout=_canonical_layout(detector.layout))
+    return _simulate_jit(canonical, particles, key, region, status, mode, window, depth_nodes, image, pileup,
                          max_background if pileup is not None else 12, bool(timing))
+
+
+@functools.lru_cache(maxsize=256)
+def _canonical_layout(layout):
+    """The layout without its name and region rectangles (what the compiled kernel depends on)."""
+    regions = tuple(dataclasses.replace(r, name=f"r{i}", modules_x=0, modules_y=0) for i, r in enumerate(layout.regions))
+    return dataclasses.replace(layout, name="", regions=regions)
 
 
 def _check_key(key) -> None:

@@ -1,0 +1,105 @@
+r"""The flagship study: where do SpaCal-W 1.5 cm, SpaCal-Pb 3 cm and Shashlik 4 / 6 / 12 cm modules go on
+the LHCb ECAL wall, and with what longitudinal split, for a fixed budget, at 40 collisions per crossing?
+
+:func:`run_flagship` runs the GP Bayesian optimiser and random search with the same number of
+evaluations, evaluates the reference layouts (the current LHCb ECAL and the hand-made Upgrade II
+baseline, :data:`~diffcalo.study.objective.BASELINES`) with the same samples, reconstruction and
+figure of merit, writes a report for each run and a comparison (``summary.md``).
+
+:data:`QUICK` is the embedded configuration of ``diffcalo demo`` (a few minutes on 2 cores, no Pythia,
+no Geant4, no network); ``studies/lhcb_ecal_upgrade2/study.toml`` is the full study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+
+from diffcalo.study.config import FIGURES_OF_MERIT, StudyConfig, study_config_from_dict
+
+__all__ = ["QUICK", "run_flagship"]
+
+#: The quick variant (``diffcalo demo``): small samples, 12 evaluations per optimiser.
+QUICK = {
+    "study": {"name": "lhcb-ecal-upgrade2-quick", "seed": 0, "figure_of_merit": "pi0_width", "collisions": 40.0},
+    "wall": {"layout": "lhcb-upgrade2-baseline"},
+    "design": {"regions": 3, "options": ["spacal-w:15.15", "spacal-pb:30.3", "shashlik:40.4", "shashlik:60.6",
+                                         "shashlik:121.2"], "max_ring": 12, "split": True},
+    "budget": {"total": 16100.0},
+    "samples": {"train_photons": 6000, "signal_decays": 3000, "photon_energy": [1.0, 100.0]},
+    "reco": {"epochs": 6, "batch_size": 256},
+    "optimizer": {"kind": "gp", "evaluations": 12, "batch": 1, "initial": 6},
+    "executor": {"kind": "inprocess", "workers": 1},
+}
+
+
+def _evaluate_baselines(cfg: StudyConfig, log) -> dict:
+    from diffcalo.layout import preset
+    from diffcalo.study.objective import BASELINES, evaluate_layout
+
+    out = {}
+    for name in BASELINES:
+        layout = preset(name)
+        t0 = time.perf_counter()
+        try:
+            res = evaluate_layout(cfg.as_dict(), layout, cfg.seed)
+            out[name] = dict(fom=res["fom"], cost=res["cost"], metrics=res["metrics"], timings=res["timings"],
+                             within_budget=res["cost"] <= cfg.budget)
+        except Exception as exc:      # noqa: BLE001 - recorded in the summary
+            out[name] = dict(error=f"{type(exc).__name__}: {exc}", cost=layout.cost())
+        log(f"baseline {name}: {out[name].get('fom', out[name].get('error'))} "
+            f"({time.perf_counter() - t0:.0f} s)")
+    return out
+
+
+def run_flagship(cfg: StudyConfig | dict, out_dir, *, resume: bool = False, executor=None, progress: bool = True,
+                 log=print) -> pathlib.Path:
+    """Run the GP and random-search studies and the baselines into ``out_dir``; returns summary.md."""
+    from diffcalo.study.report import write_report
+    from diffcalo.study.runner import run_study
+
+    cfg = cfg if isinstance(cfg, StudyConfig) else study_config_from_dict(cfg)
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    bpath = out / "baselines.json"
+    if resume and bpath.exists():
+        baselines = json.loads(bpath.read_text())
+    else:
+        baselines = _evaluate_baselines(cfg, log)
+        bpath.write_text(json.dumps(baselines, indent=1))
+    runs = {}
+    for kind in ("gp", "random"):
+        c = dataclasses.replace(cfg, optimizer=kind, name=f"{cfg.name}-{kind}")
+        run_dir = out / kind
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "baselines.json").write_text(json.dumps(baselines, indent=1))
+        log(f"{kind}: {c.evaluations} evaluations")
+        j = run_study(c, run_dir, resume=resume and (run_dir / "journal.sqlite").exists(), executor=executor,
+                      progress=progress, log=log)
+        runs[kind] = j.records()
+        j.close()
+        write_report(run_dir)
+    minimize = FIGURES_OF_MERIT[cfg.figure_of_merit] == "minimise"
+    pick = min if minimize else max
+    lines = [f"# {cfg.name}: GP-BO vs random search vs baselines", "",
+             f"Figure of merit {cfg.figure_of_merit} ({FIGURES_OF_MERIT[cfg.figure_of_merit]}), "
+             f"{cfg.collisions:g} collisions per crossing, budget {cfg.budget:g} kCHF, {cfg.evaluations} evaluations "
+             f"per optimiser, seed {cfg.seed}. Wall time {time.perf_counter() - t0:.0f} s.", "",
+             f"| | {cfg.figure_of_merit} | cost (kCHF) | design |", "|---|---|---|---|"]
+    for kind, recs in runs.items():
+        done = [r for r in recs if r["status"] == "done"]
+        if done:
+            b = pick(done, key=lambda r: r["fom"])
+            design = ", ".join(f"{k}={v}" for k, v in b["design"].items())
+            lines.append(f"| best of {kind} | {b['fom']:.4g} | {b['cost']:.0f} | {design} |")
+    for name, b in baselines.items():
+        val = f"{b['fom']:.4g}" if "fom" in b else b.get("error", "")
+        note = "" if b.get("within_budget", True) else " (over budget)"
+        lines.append(f"| {name} | {val} | {b['cost']:.0f}{note} | preset layout |")
+    lines += ["", "Reports: [gp/report.md](gp/report.md), [random/report.md](random/report.md)."]
+    path = out / "summary.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
