@@ -174,3 +174,31 @@ def test_a_dask_worker_killed_mid_task_is_retried_or_recorded_and_the_study_goes
     assert marker.exists()                                   # a worker did die
     assert [r["status"] for r in recs] == ["done", "done", "done", "failed", "done"]
     assert "KilledWorker" in recs[3]["error"]
+
+
+def test_report_and_cli_errors(tmp_path, capsys):
+    from diffcalo.cli import main
+
+    cfg = _cfg(optimizer=dict(evaluations=8, initial=4))
+    run_study(cfg, tmp_path / "run", objective=toy_objective, progress=False).close()
+    assert main(["report", str(tmp_path / "run")]) == 0
+    text = (tmp_path / "run" / "report.md").read_text()
+    best = min(toy_objective(cfg.as_dict(), r["design"], 0)["fom"] for r in Journal.open(tmp_path / "run" / "journal.sqlite").records())
+    assert f"pi0_width = **{best:.4g}**" in text
+    for png in ("best_layout.png", "fom_vs_evaluation.png", "pareto.png", "gp_slices.png"):
+        assert (tmp_path / "run" / png).stat().st_size > 5000
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no journal.sqlite here" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[optimizer]\nkind = 'cma'\n")
+    assert main(["optimize", str(bad), "-o", str(tmp_path / "x")]) == 2
+    assert "optimizer.kind = 'cma': allowed: gp, random" in capsys.readouterr().err
+
+
+def test_pareto_front():
+    from diffcalo.study.report import pareto_front
+
+    cost = [1, 2, 3, 4, 2.5]
+    fom = [5, 3, 4, 1, 2]
+    assert list(pareto_front(cost, fom)) == [0, 1, 4, 3]
+    assert list(pareto_front(cost, fom, minimize=False)) == [0]
