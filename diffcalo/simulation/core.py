@@ -504,9 +504,9 @@ def simulate(detector: Detector, particles: Particles, *, key, mode: str = "rela
                              "stacks (at most 100000 cells); use window mode")
     _check_key(key)
     concrete = not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(particles))
+    region, status = detector.layout.region_of(particles.x, particles.y)
     if concrete:
         particles.validate()
-        _, status = detector.layout.region_of(particles.x, particles.y)
         # under an outer jit even closed-over particles give a traced status: skip the check then
         if on_invalid == "raise" and not isinstance(status, jax.core.Tracer):
             status = np.asarray(status)
@@ -535,7 +535,6 @@ def simulate(detector: Detector, particles: Particles, *, key, mode: str = "rela
     # the only part of the geometry the kernel does not need, so designs that differ only in where
     # their regions end share one compiled simulator (a design study recompiles only for new
     # technology / cell-size / segmentation sequences).
-    region, status = detector.layout.region_of(particles.x, particles.y)
     canonical = dataclasses.replace(detector, layout=_canonical_layout(detector.layout))
     return _simulate_jit(canonical, particles, key, region, status, mode, window, depth_nodes, image, pileup,
                          max_background if pileup is not None else 12, bool(timing))
