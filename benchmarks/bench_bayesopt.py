@@ -20,7 +20,9 @@ Methods, all given the same budget and the same problems:
   best); batches by asking q trials before telling them.
 
 Simple regret after n evaluations = f(x*) - f_opt for the evaluated design x* with the best *observed*
-value (noise-free f; the same rule for every method). Wall time per iteration = time of the ask
+value among the feasible ones (noise-free f; the same rule for every method; a design outside the known
+constraint by less than :data:`CONSTRAINT_TOL` relative, a rounding error of a boundary optimum, counts
+as feasible; larger violations are counted in the table's last column). Wall time per iteration = time of the ask
 (model fit + acquisition optimisation), the objective itself costs nothing here.
 
 Results of every run are cached as JSON in ``benchmarks/results/bayesopt/`` (a rerun resumes);
@@ -197,15 +199,28 @@ def run_optuna(prob, seed, q, n):
                 t.set_user_attr("constraint", cons(t))
             study.tell(t, y)
             ds_all.append(d)
-            ys_all.append(y if space.feasible(d) else math.inf)
+            ys_all.append(y if feasible(prob, d) else math.inf)
     return ds_all, ys_all, times
+
+
+#: Relative tolerance on the known constraint: gradient-based acquisition optimisers (BoTorch's SLSQP)
+#: end on the boundary, a rounding error outside; such a design counts as feasible for every method.
+CONSTRAINT_TOL = 1e-6
+
+
+def feasible(prob, d) -> bool:
+    if prob.space.feasible(d):
+        return True
+    if prob.name == "constrained_branin":
+        return (d["x1"] - 2.5) ** 2 + (d["x2"] - 10.0) ** 2 <= 30.0 * (1 + CONSTRAINT_TOL)
+    return False
 
 
 def regret_curve(prob, ds, ys):
     best, out = math.inf, []
     best_regret = math.inf
     for d, y in zip(ds, ys):
-        if y < best and prob.space.feasible(d):
+        if y < best and feasible(prob, d):
             best, best_regret = y, prob.regret(d)
         out.append(best_regret)
     return out
@@ -221,7 +236,7 @@ def one(method, name, noisy, q, seed, n):
                   botorch=lambda: run_botorch(prob, seed, q, n), optuna=lambda: run_optuna(prob, seed, q, n))[method]
     ds, ys, times = runner()
     res = dict(method=method, problem=name, noisy=noisy, q=q, seed=seed, regret=regret_curve(prob, ds, ys),
-               ask_seconds=times, violations=sum(not prob.space.feasible(d) for d in ds))
+               ask_seconds=times, violations=sum(not feasible(prob, d) for d in ds))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res))
     return res
