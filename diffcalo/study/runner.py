@@ -16,6 +16,12 @@ Worker processes are limited to one XLA / BLAS thread each (:data:`WORKER_ENV`) 
 use N cores without oversubscription. Every evaluation uses the study seed (common random numbers:
 differences between designs are not blurred by sampling noise), so the same study gives the same
 results whichever executor runs it.
+
+A Dask worker that dies mid-task (segfault, out of memory) is replaced by its nanny and the task is
+re-run; a task that has killed four workers is recorded as failed with ``KilledWorker`` and the study
+goes on. Dask counts every task that was on a dying worker as suspicious, so an evaluation that kept
+a neighbour company on a worker killed by another can be recorded failed too: its error text says
+``KilledWorker`` and it can be re-run by hand in a sweep.
 """
 
 from __future__ import annotations
