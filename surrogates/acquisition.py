@@ -20,7 +20,7 @@ import math
 import numpy as np
 from scipy.special import erfcx, log_ndtr
 
-__all__ = ["log_h", "log_ei", "lcb", "ACQUISITIONS"]
+__all__ = ["log_h", "log_ei", "log_ei_grad", "lcb", "ACQUISITIONS"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _BIG = 1.0 / math.sqrt(np.finfo(float).eps)
@@ -47,6 +47,17 @@ def log_ei(mu, sd, best):
     """log expected improvement below ``best`` (minimisation); sd > 0."""
     sd = np.maximum(np.asarray(sd, dtype=float), 1e-12)
     return np.log(sd) + log_h((best - np.asarray(mu, dtype=float)) / sd)
+
+
+def log_ei_grad(mu, sd, dmu, dsd, best):
+    """log EI and its gradient from the posterior's (``dmu``, ``dsd`` [m, d]): d log h / dz = Phi(z) / h(z)."""
+    sd = np.maximum(np.asarray(sd, dtype=float), 1e-12)
+    z = (best - np.asarray(mu, dtype=float)) / sd
+    lh = log_h(z)
+    dlh = np.exp(log_ndtr(z) - lh)
+    value = np.log(sd) + lh
+    grad = (dlh / sd)[:, None] * (-dmu) + ((1.0 - dlh * z) / sd)[:, None] * dsd
+    return value, grad
 
 
 def lcb(mu, sd, beta: float = 4.0):

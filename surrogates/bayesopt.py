@@ -13,8 +13,10 @@ scrambled Sobol sample (feasible by rejection); afterwards the GP takes over.
 
 Acquisition optimisation over mixed spaces: a pool of feasible candidates (a Sobol sample of the space
 plus local perturbations of the best designs: Gaussian steps on reals, +-1 on integers, another choice
-on categoricals), scored by the acquisition; the best few are refined by L-BFGS-B over their real
-coordinates only (discrete coordinates held fixed), kept only if still feasible.
+on categoricals), scored by the acquisition; the best ``n_refine`` (10) are refined together by one
+L-BFGS-B run over their real coordinates (discrete coordinates held fixed) with analytic gradients of
+the acquisition (:meth:`GP.predict_grad`). A refined point outside the known constraint is pulled back
+along its path to the last feasible point (bisection), so optima on the constraint boundary are reached.
 
 Batches and pending designs. Designs asked but not yet told are *pending*. Every ask conditions the
 GP on the pending designs at their posterior mean (kriging believer, hyperparameters held fixed):
@@ -38,7 +40,7 @@ import warnings
 import numpy as np
 from scipy.optimize import minimize
 
-from surrogates.acquisition import ACQUISITIONS, lcb, log_ei
+from surrogates.acquisition import ACQUISITIONS, lcb, log_ei, log_ei_grad
 from surrogates.gp import GP
 from surrogates.space import Categorical, Integer, Real, Space, SpaceError
 
@@ -189,7 +191,8 @@ class BayesianOptimizer(_AskTell):
     kind = "gp"
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = True, acquisition: str = "log_ei",
-                 n_initial: int | None = None, beta: float = 4.0, pool: int = 2048, restarts: int = 2):
+                 n_initial: int | None = None, beta: float = 4.0, pool: int = 2048, restarts: int = 2,
+                 n_refine: int = 10):
         super().__init__(space, seed=seed, minimize=minimize)
         if acquisition not in ACQUISITIONS:
             raise ValueError(f"acquisition = {acquisition!r}; allowed: {', '.join(ACQUISITIONS)}")
@@ -200,11 +203,12 @@ class BayesianOptimizer(_AskTell):
         self.beta = float(beta)
         self.pool = int(pool)
         self.restarts = int(restarts)
+        self.n_refine = int(n_refine)
         self.last_model: GP | None = None
 
     def _options(self) -> dict:
         return dict(acquisition=self.acquisition, n_initial=self.n_initial, beta=self.beta, pool=self.pool,
-                    restarts=self.restarts)
+                    restarts=self.restarts, n_refine=self.n_refine)
 
     # -- asking -------------------------------------------------------------------------------------------
     def ask(self, n: int = 1) -> list[dict]:
@@ -279,6 +283,49 @@ class BayesianOptimizer(_AskTell):
                     out.append(e)
         return out
 
+    def _score_grad(self, model: GP, xs, best):
+        """Acquisition values [m] and gradients [m, d] at ``xs``."""
+        mu, sd, dmu, dsd = model.predict_grad(xs)
+        if self.acquisition == "ucb":
+            root = math.sqrt(self.beta)
+            return lcb(mu, sd, self.beta), -(dmu - root * dsd)
+        return log_ei_grad(mu, sd, dmu, dsd, best)
+
+    def _refine(self, model: GP, best: float, starts: np.ndarray) -> np.ndarray:
+        """Multi-start L-BFGS-B on the real coordinates, all starts at once: the sum of their acquisitions
+        is maximised (its gradient is separable, so each start follows its own ascent)."""
+        cont = self.space.continuous_mask
+        k, m = len(starts), int(cont.sum())
+
+        def f(u):
+            x = starts.copy()
+            x[:, cont] = u.reshape(k, m)
+            v, g = self._score_grad(model, x, best)
+            return -float(v.sum()), -g[:, cont].ravel()
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = minimize(f, starts[:, cont].ravel(), jac=True, method="L-BFGS-B",
+                           bounds=[(0.0, 1.0)] * (k * m), options=dict(maxiter=200))
+        out = starts.copy()
+        out[:, cont] = np.clip(res.x.reshape(k, m), 0.0, 1.0)
+        return out
+
+    def _feasible_towards(self, x0: np.ndarray, x1: np.ndarray) -> dict | None:
+        """The design at x1 if feasible, else the feasible point closest to x1 on the segment from the
+        feasible x0 (bisection): gradient steps that cross the known constraint stop at its boundary."""
+        d1 = self.space.decode(x1)[0]
+        if self.space.feasible(d1):
+            return d1
+        lo, hi = 0.0, 1.0
+        for _ in range(30):
+            mid = 0.5 * (lo + hi)
+            if self.space.feasible(self.space.decode(x0 + mid * (x1 - x0))[0]):
+                lo = mid
+            else:
+                hi = mid
+        return self.space.decode(x0 + lo * (x1 - x0))[0] if lo > 0 else None
+
     def _maximise(self, model: GP, best: float, rng, taken: set) -> dict:
         cands = self.space.sample(self.pool, rng=rng, method="sobol")
         ok = [(d, v) for d, v in zip(self.designs, self.values) if v is not None]
@@ -287,30 +334,17 @@ class BayesianOptimizer(_AskTell):
         xs = self.space.encode(cands)
         scores = self._score(model, xs, best)
         order = np.argsort(-scores)
+        scored = [(float(scores[i]), cands[i]) for i in order[:64]]
         cont = self.space.continuous_mask
-        refined = []
-        for i in order[:5]:
-            x0 = xs[i]
-            if cont.any():
-                def f(u, x0=x0):
-                    x = x0.copy()
-                    x[cont] = u
-                    return -float(self._score(model, x[None], best)[0])
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    res = minimize(f, x0[cont], method="L-BFGS-B", bounds=[(0.0, 1.0)] * int(cont.sum()),
-                                   options=dict(maxiter=50))
-                x = x0.copy()
-                x[cont] = res.x
-                d = self.space.decode(x)[0]
-                if self.space.feasible(d):
-                    refined.append((-res.fun, d))
-            refined.append((float(scores[i]), cands[i]))
-        for i in order[5:64]:
-            refined.append((float(scores[i]), cands[i]))
-        refined.sort(key=lambda t: -t[0])
-        chosen = self._distinct([d for _, d in refined], 1, taken)
+        if cont.any():
+            top = order[:self.n_refine]
+            refined = self._refine(model, best, xs[top])
+            for i, x in zip(top, refined):
+                d = self._feasible_towards(xs[i], x)
+                if d is not None:
+                    scored.append((float(self._score(model, self.space.encode([d]), best)[0]), d))
+        scored.sort(key=lambda t: -t[0])
+        chosen = self._distinct([d for _, d in scored], 1, taken)
         if not chosen:        # everything scored is taken: fall back to a random feasible design
             chosen = self._distinct(self.space.sample(64, rng=rng), 1, taken)
         if not chosen:

@@ -7,9 +7,13 @@ Kernel: ``C * Matern(length_scale=[l_1..l_d], nu=2.5) + White(noise)``.
 Priors (on the log-hyperparameters, added to sklearn's negative log marginal likelihood through its
 ``optimizer`` hook, so the gradients stay analytic):
 
-- length scales: log-normal with mean ln(sqrt(2)) + ln(d)/2 and standard deviation sqrt(3) (the
-  dimension-scaled prior of Hvarfner, Hellsten & Nardi, ICML 2024, also BoTorch's default), which keeps
-  high-dimensional models from over-fitting a handful of points;
+- length scales: the dimension-scaled prior of Hvarfner, Hellsten & Nardi (ICML 2024, BoTorch's
+  default), LogNormal(sqrt(2) + ln(d)/2, sqrt(3)) as a density on the length scale itself. Its
+  maximum-a-posteriori mode is exp(sqrt(2) - 3 + ln(d)/2) (0.37 for d = 2, 0.50 for d = 6): in
+  log-length-scale coordinates that is a normal prior of mean sqrt(2) - 3 + ln(d)/2 and standard
+  deviation sqrt(3), which is what is added here, so the MAP fit matches BoTorch's. (Centring the
+  normal at ln(sqrt 2) + ln(d)/2 instead, i.e. length scales ~3.5 at d = 6, made Hartmann-6 converge
+  an order of magnitude slower: median regret 0.067 vs 0.003 after 50 evaluations.)
 - signal variance C (outputs are standardised): log-normal around 1 with standard deviation 1;
 - noise variance: log-normal around 1e-3 (standardised units) with standard deviation 2.5, i.e. from
   ~1e-5 (noise-free) up to ~0.1 within two standard deviations.
@@ -75,7 +79,7 @@ class GP:
     def _log_prior(self, theta):
         """Negative log prior and its gradient on theta = [ln C, ln l_1..l_d, ln noise]."""
         d = self.dim
-        mu = np.concatenate([[0.0], np.full(d, math.log(math.sqrt(2.0)) + 0.5 * math.log(d)), [math.log(1e-3)]])
+        mu = np.concatenate([[0.0], np.full(d, math.sqrt(2.0) - 3.0 + 0.5 * math.log(d)), [math.log(1e-3)]])
         sd = np.concatenate([[1.0], np.full(d, math.sqrt(3.0)), [2.5]])
         r = (theta - mu) / sd
         return 0.5 * float((r * r).sum()), r / sd
@@ -102,6 +106,33 @@ class GP:
         mu, sd = self.model.predict(x, return_std=True)
         var = np.maximum(sd * sd - noise, 1e-12)
         return mu * self.y_std + self.y_mean, np.sqrt(var) * self.y_std
+
+    def predict_grad(self, x):
+        """Posterior mean and standard deviation at ``x`` [m, d] with their gradients [m, d] with respect
+        to each point's own coordinates (analytic, Matérn-5/2), for gradient-based acquisition
+        optimisation. Same units as :meth:`predict`."""
+        from scipy.linalg import solve_triangular
+
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        xt = self.model.X_train_
+        ls = self.length_scales * np.ones(self.dim)
+        c = float(self.kernel.k1.k1.constant_value)
+        diff = (x[:, None, :] - xt[None, :, :]) / ls                     # [m, n, d] scaled
+        r = np.sqrt(np.maximum((diff * diff).sum(-1), 0.0))                 # [m, n]
+        e = np.exp(-math.sqrt(5.0) * r)
+        k = c * (1.0 + math.sqrt(5.0) * r + 5.0 / 3.0 * r * r) * e         # [m, n]
+        dk = (-c * 5.0 / 3.0 * (1.0 + math.sqrt(5.0) * r) * e)[..., None] * diff / ls   # [m, n, d]
+        alpha = self.model.alpha_
+        mu = k @ alpha
+        dmu = np.einsum("mnd,n->md", dk, alpha)
+        lower = self.model.L_
+        v = solve_triangular(lower, k.T, lower=True)                       # [n, m]
+        m, n, d = dk.shape
+        dv = solve_triangular(lower, dk.transpose(1, 0, 2).reshape(n, m * d), lower=True).reshape(n, m, d)
+        var = np.maximum(c - (v * v).sum(0), 1e-12)
+        sd = np.sqrt(var)
+        dsd = -np.einsum("nm,nmd->md", v, dv) / sd[:, None]
+        return (mu * self.y_std + self.y_mean, sd * self.y_std, dmu * self.y_std, dsd * self.y_std)
 
     @property
     def noise_variance(self) -> float:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from surrogates import benchmarks as B
-from surrogates.acquisition import log_ei, log_h
+from surrogates.acquisition import log_ei, log_ei_grad, log_h
 from surrogates.bayesopt import BayesianOptimizer, RandomSearch
 from surrogates.gp import GP
 from surrogates.space import Categorical, Integer, Real, Space, SpaceError
@@ -114,6 +114,30 @@ def _run(opt, prob, n_evals, q=1, seed=0):
         ds = opt.ask(min(q, n_evals - len(opt.designs)))
         opt.tell(ds, [prob(d, rng) for d in ds])
     return prob.regret(opt.best[0])
+
+
+def test_posterior_and_log_ei_gradients_match_finite_differences():
+    rng = np.random.default_rng(3)
+    x = rng.random((25, 3))
+    y = np.sin(5 * x[:, 0]) + x[:, 1] ** 2 + 0.05 * rng.normal(size=25)
+    gp = GP(x, y, restarts=1)
+    p = rng.random((6, 3))
+    mu, sd, dmu, dsd = gp.predict_grad(p)
+    mu0, sd0 = gp.predict(p)
+    np.testing.assert_allclose(mu, mu0, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(sd, sd0, rtol=1e-8)
+    best = float(y.min()) - 0.5                 # far below: exercises the small-EI branch of log h
+    value, grad = log_ei_grad(mu, sd, dmu, dsd, best)
+    np.testing.assert_allclose(value, log_ei(mu, sd, best), rtol=1e-12)
+    h = 1e-5
+    for j in range(3):
+        e = np.zeros(3)
+        e[j] = h
+        (mp, sp), (mm, sm) = gp.predict(p + e), gp.predict(p - e)
+        np.testing.assert_allclose(dmu[:, j], (mp - mm) / (2 * h), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(dsd[:, j], (sp - sm) / (2 * h), rtol=1e-5, atol=1e-7)
+        fd = (log_ei(mp, sp, best) - log_ei(mm, sm, best)) / (2 * h)
+        np.testing.assert_allclose(grad[:, j], fd, rtol=1e-4, atol=1e-6)
 
 
 def test_branin_regret_below_005_within_30_evaluations_in_8_of_10_seeds():
