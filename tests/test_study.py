@@ -187,7 +187,8 @@ def test_report_and_cli_errors(tmp_path, capsys):
     text = (tmp_path / "run" / "report.md").read_text()
     best = min(toy_objective(cfg.as_dict(), r["design"], 0)["fom"] for r in Journal.open(tmp_path / "run" / "journal.sqlite").records())
     assert f"pi0_width = **{best:.4g}**" in text
-    for png in ("best_layout.png", "fom_vs_evaluation.png", "pareto.png", "gp_slices.png"):
+    assert "| best design | 0 | 40.4 | 5.0 % | 10.0 | 0.0 | 0.00 |" in text      # the toy's region summary
+    for png in ("best_layout.png", "resolution_curves.png", "fom_vs_evaluation.png", "pareto.png", "gp_slices.png"):
         assert (tmp_path / "run" / png).stat().st_size > 5000
     assert main(["report", str(tmp_path)]) == 2
     assert "no journal.sqlite here" in capsys.readouterr().err
@@ -204,3 +205,28 @@ def test_pareto_front():
     fom = [5, 3, 4, 1, 2]
     assert list(pareto_front(cost, fom)) == [0, 1, 4, 3]
     assert list(pareto_front(cost, fom, minimize=False)) == [0]
+
+
+def test_the_real_objective_is_deterministic_and_reports_per_region_resolutions():
+    """The physics objective itself (tiny samples): the same design and seed give the same figure of merit
+    and metrics; the summary covers every region with a falling resolution curve; a design whose regions
+    do not fit in the wall is refused (the runner records it as a failed evaluation)."""
+    from diffcalo.study.objective import evaluate_design
+
+    cfg = _cfg(samples=dict(train_photons=900, signal_decays=600), reco=dict(epochs=2),
+               design=dict(regions=2, options=["spacal-pb:30.3", "shashlik:121.2"], max_ring=12, split=False))
+    design = dict(option_0="spacal-pb:30.3", option_1="shashlik:121.2", ring_0=4)
+    a = evaluate_design(cfg.as_dict(), design, seed=3)
+    b = evaluate_design(cfg.as_dict(), design, seed=3)
+    assert a["fom"] == b["fom"] and json.dumps(a["metrics"]) == json.dumps(b["metrics"])
+    assert 0.0 < a["fom"] < 1000.0                                        # pi0 core width in MeV
+    assert a["cost"] == pytest.approx(layout_from_design(cfg, design).cost())
+    regions = a["metrics"]["regions"]
+    assert [r["region"] for r in regions] == [0, 1]
+    assert [round(r["cell_mm"], 1) for r in regions] == [30.3, 121.2]
+    for r in regions:
+        res = r["energy_curve"]["resolution"]
+        assert len(res) >= 4 and res[-1] < res[0]                        # resolution improves with energy
+    assert set(a["timings"]) == {"simulate", "train", "metrics", "total"}
+    with pytest.raises(ValueError, match="does not fit inside"):
+        evaluate_design(cfg.as_dict(), dict(design, ring_0=40), seed=3)

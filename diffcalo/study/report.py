@@ -33,6 +33,21 @@ def pareto_front(cost, fom, minimize: bool = True) -> np.ndarray:
     return np.asarray(front, dtype=int)
 
 
+def _plot_resolution_curves(curves, path, plt, save) -> None:
+    """One panel per layout: the network's energy resolution vs energy in each region."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.8), squeeze=False, sharey=True)
+    for ax, (label, regions) in zip(axes[0], curves):
+        for r in regions:
+            c = r["energy_curve"]
+            ax.errorbar(c["energy"], 100 * np.asarray(c["resolution"]), yerr=100 * np.asarray(c["resolution_err"]),
+                        fmt="-o", ms=3, capsize=2, label=f"region {r['region']}: {r['cell_mm']:.0f} mm cells")
+        ax.set(xscale="log", yscale="log", xlabel="photon energy (GeV)", title=label)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("energy resolution σ(E)/E (%)")
+    save(fig, path)
+
+
 def write_report(run_dir) -> pathlib.Path:
     """Write report.md and the figures into ``run_dir``; returns the Markdown path."""
     import matplotlib
@@ -132,7 +147,25 @@ def write_report(run_dir) -> pathlib.Path:
     for r in layout.table():
         lines.append(f"| {r['region']} | {r['technology']} | {r['cell_size_mm']:g} | {r['modules']} | {r['sections']} |")
     lines += ["", "Metrics: " + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
-                                          for k, v in best["metrics"].items()), ""]
+                                          for k, v in best["metrics"].items() if not isinstance(v, (list, dict))), ""]
+    curves = [("best design", best["metrics"].get("regions"))]
+    curves += [(name, b.get("metrics", {}).get("regions")) for name, b in baselines.items()]
+    curves = [(label, regions) for label, regions in curves if regions]
+    if curves:
+        _plot_resolution_curves(curves, run_dir / "resolution_curves.png", plt, _save)
+        figures.insert(1, "resolution_curves.png")
+        lines += ["## Resolution per region (held-out photons, reconstruction network)", "",
+                  "| layout | region | cell (mm) | energy core σ(E)/E | a (%·√GeV) | b (%) | c (GeV) | "
+                  "position core x, y (mm) |", "|---|---|---|---|---|---|---|---|"]
+        for label, regions in curves:
+            for r in regions:
+                f = r.get("energy_fit", {})
+                abc = (" | ".join(f"{100 * f[k]:.1f}" if k != "noise" else f"{f[k]:.2f}"
+                                  for k in ("stochastic", "constant", "noise")) if "stochastic" in f else "– | – | –")
+                px, py = r["position_core_mm"]
+                lines.append(f"| {label} | {r['region']} | {r['cell_mm']:.1f} | {100 * r['energy_core']:.1f} % | "
+                             f"{abc} | {px:.1f}, {py:.1f} |")
+        lines.append("")
     t = [r["timings"] for r in done if r["timings"]]
     if t:
         keys = [k for k in ("simulate", "train", "metrics", "total") if k in t[0]]
