@@ -267,6 +267,32 @@ def report(rows, methods, problems, qs, n):
     return "\n".join(lines)
 
 
+def goal(rows, problems, qs, n, peer="botorch"):
+    """The issue's goal, per problem: median regret at 30 and 50 evaluations no worse than the peer's,
+    and wall time per iteration no worse. Ties at zero regret count as met."""
+    lines = [f"GP vs {peer}: median simple regret (gp / {peer}) and time per iteration ratio gp/{peer}",
+             f"{'problem':24s} {'q':>2s} {'@30':>22s} {'@50':>22s} {'s/iter ratio':>12s}  goal"]
+    for name in problems:
+        for noisy in (False, True):
+            for q in qs:
+                sel = {m: [r for r in rows if r["method"] == m and r["problem"] == name and r["noisy"] == noisy
+                           and r["q"] == q] for m in ("gp", peer)}
+                if not sel["gp"] or len(sel[peer]) < len(sel["gp"]):
+                    continue
+                cells, ok = [], True
+                for c in (30, 50):
+                    if c > n:
+                        continue
+                    g, b = (float(np.median([r["regret"][c - 1] for r in sel[m]])) for m in ("gp", peer))
+                    ok &= g <= b + 1e-9
+                    cells.append(f"{g:.3g} / {b:.3g}".rjust(22))
+                t = [np.mean([np.mean(r["ask_seconds"]) for r in sel[m] if r["ask_seconds"]]) for m in ("gp", peer)]
+                ok &= t[0] <= t[1]
+                lines.append(f"{name + (' noisy' if noisy else ''):24s} {q:2d} " + " ".join(cells)
+                             + f" {t[0] / t[1]:12.2f}  {'met' if ok else 'MISSED'}")
+    return "\n".join(lines)
+
+
 def plot(rows, methods, problems, qs, n, path):
     import matplotlib
 
@@ -328,6 +354,8 @@ def main():
         for m, p, nz, q, s in tqdm(jobs, desc="runs", unit="run"):
             rows.append(one(m, p, nz, q, s, n))
     print(report(rows, methods, problems, qs, n))
+    if "gp" in methods and "botorch" in methods:
+        print("\n" + goal(rows, problems, qs, n))
     print(f"\nregret curves: {plot(rows, methods, problems, qs, n, RESULTS.parent / 'bayesopt_regret.png')}")
 
 
