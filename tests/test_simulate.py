@@ -54,6 +54,16 @@ def test_second_call_with_new_data_does_not_recompile(upgrade2):
     # a different design (new cell size value) is new data too
     jax.block_until_ready(dc.simulate(upgrade2.replace_region(2, cell_size_mm=40.4), p2, key=jax.random.key(6)))
     assert _simulate_jit._cache_size() == before
+    # and so is another technology in a region (same number of regions and sections): the technologies
+    # enter the compiled kernel as tables of numbers, so a design study compiles the simulator once
+    from diffcalo.technologies import default_registry
+
+    swapped = upgrade2.replace_region(2, technology=default_registry().get("spacal-pb"))
+    c3 = dc.simulate(swapped, p2, key=jax.random.key(5))
+    assert _simulate_jit._cache_size() == before
+    # the new technology's response, not the old one's: Shashlik has one section, SpaCal a back one too
+    assert float(np.asarray(c2.energy)[:, 1].sum()) == 0.0
+    assert float(np.asarray(c3.energy)[:, 1].sum()) > 0.2 * float(np.asarray(c3.energy).sum())
 
 
 def test_deterministic_given_key(upgrade2):

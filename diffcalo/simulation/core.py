@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffcalo.detector import Detector
-from diffcalo.layout import STATUS_BEAM_HOLE, STATUS_OK, STATUS_OUTSIDE
+from diffcalo.layout import STATUS_BEAM_HOLE, STATUS_OK, STATUS_OUTSIDE, Layout, Region
 from diffcalo.particles import PHOTON, Particles
 from diffcalo.simulation import gflash
 from diffcalo.simulation.cells import grid_integral_batch_last
@@ -361,18 +361,20 @@ def poisson_counts(key, lam):
     return jnp.where(lam < POISSON_EXACT_BELOW, count, big)
 
 
-@functools.partial(jax.jit, static_argnames=("mode", "window", "depth_nodes", "image", "pileup",
+@functools.partial(jax.jit, static_argnames=("geometry", "mode", "window", "depth_nodes", "image", "pileup",
                                              "max_background", "timing"))
-def _simulate_jit(detector: Detector, particles: Particles, key, region, status, mode: str, window: int,
-                  depth_nodes: int, image: bool, pileup=None, max_background: int = 12,
-                  timing: bool = True) -> Clusters:
-    layout = detector.layout
-    tables = region_tables(detector, depth_nodes, image)
+def _simulate_jit(geometry: Layout, cell_sizes, tables: dict, tables_bg, particles: Particles, key, region,
+                  status, mode: str, window: int, depth_nodes: int, image: bool, pileup=None,
+                  max_background: int = 12, timing: bool = True) -> Clusters:
+    # ``geometry``: the wall without regions' technologies (see _canonical_geometry); ``cell_sizes``
+    # [R] and the region tables (R leading) carry everything per region, as traced arrays.
+    layout = geometry
+    n_regions = cell_sizes.shape[0]
     ok = status == STATUS_OK
-    ridx = jnp.clip(region, 0, detector.n_regions - 1)
+    ridx = jnp.clip(region, 0, n_regions - 1)
     # per-particle rows, batch last: scalars [n], t_edges / z_edges [S+1, n]
     tab = {k: jnp.moveaxis(v[ridx], 0, -1) for k, v in tables.items()}
-    cell = detector.cell_size_mm[ridx]
+    cell = cell_sizes[ridx]
     energy = jnp.where(ok & (particles.energy > 0), particles.energy, 1.0)
     # A stream of its own: a key the caller also gave to a gun must not tie shower shapes to the
     # particles' energies or positions.
@@ -382,7 +384,7 @@ def _simulate_jit(detector: Detector, particles: Particles, key, region, status,
     if image:
         nx = int(round(layout.width_mm / layout.regions[0].cell_size_mm))
         ny = int(round(layout.height_mm / layout.regions[0].cell_size_mm))
-        c = detector.cell_size_mm[0]
+        c = cell_sizes[0]
         x_edges = ((jnp.arange(nx + 1) - 0.5 * nx) * c)[:, None]            # [Nx+1, 1]
         y_edges = ((jnp.arange(ny + 1) - 0.5 * ny) * c)[:, None]
         ax0, ay0 = particles.x, particles.y
@@ -413,8 +415,7 @@ def _simulate_jit(detector: Detector, particles: Particles, key, region, status,
         from diffcalo.simulation.overlay import background_deposits
 
         # background showers: one depth node per readout section (half the signal's cost)
-        tab_bg = {k: jnp.moveaxis(v[ridx], 0, -1)
-                  for k, v in region_tables(detector, detector.n_sections, False).items()}
+        tab_bg = {k: jnp.moveaxis(v[ridx], 0, -1) for k, v in tables_bg.items()}
         bg_e, bg_et, n_bg, _ = background_deposits(k_bg, pileup, tab_bg, cell, window_centre[0], window_centre[1],
                                                    window, x_edges, mode, max_background, layout.z_mm)
         total = mean + bg_e
@@ -531,19 +532,24 @@ def simulate(detector: Detector, particles: Particles, *, key, mode: str = "rela
             raise ValueError(f"max_background = {max_background!r}: must be an integer >= 1")
     if pileup is not None and not timing:
         raise ValueError("timing = False with pileup: the overlay combines deposit times; keep timing on")
-    # Region look-up outside the jit, and a canonical layout inside it: the region rectangles are
-    # the only part of the geometry the kernel does not need, so designs that differ only in where
-    # their regions end share one compiled simulator (a design study recompiles only for new
-    # technology / cell-size / segmentation sequences).
-    canonical = dataclasses.replace(detector, layout=_canonical_layout(detector.layout))
-    return _simulate_jit(canonical, particles, key, region, status, mode, window, depth_nodes, image, pileup,
+    # Region look-up and the per-region tables outside the jit (traceable, so gradients still flow
+    # to technology parameters and cell sizes), and a canonical geometry inside it: the compiled
+    # kernel depends only on the wall, the number of regions and of sections (array shapes), not on
+    # which technologies or cell sizes fill the regions nor where the regions end, so every design of
+    # a study with the same number of regions and sections shares one compiled simulator.
+    tables = region_tables(detector, depth_nodes, image)
+    tables_bg = region_tables(detector, detector.n_sections, False) if pileup is not None else None
+    return _simulate_jit(_canonical_geometry(detector.layout, image), detector.cell_size_mm, tables, tables_bg,
+                         particles, key, region, status, mode, window, depth_nodes, image, pileup,
                          max_background if pileup is not None else 12, bool(timing))
 
 
 @functools.lru_cache(maxsize=256)
-def _canonical_layout(layout):
-    """The layout without its name and region rectangles (what the compiled kernel depends on)."""
-    regions = tuple(dataclasses.replace(r, name=f"r{i}", modules_x=0, modules_y=0) for i, r in enumerate(layout.regions))
+def _canonical_geometry(layout, image: bool):
+    """The layout without name, technologies and region rectangles: the static part of the kernel.
+    Image mode keeps the (single) region's cell size, which fixes the image shape."""
+    regions = tuple(Region(f"r{i}", "", r.cell_size_mm if image else 0.0, 0, 0)
+                    for i, r in enumerate(layout.regions))
     return dataclasses.replace(layout, name="", regions=regions)
 
 

@@ -158,7 +158,9 @@ def evaluate_layout(config, layout, seed: int) -> dict:
 
     # Every particle of the evaluation goes through ONE simulate call: the layout is static under jit,
     # so each new design compiles the simulator once per distinct call shape (measured: 7 calls took
-    # ~36 s of compilation per design, one call ~5 s).
+    # ~36 s of compilation per design, one call ~5 s). The compiled simulator and training step depend
+    # only on shapes (number of regions and sections, sample sizes), not on the technologies, cell
+    # sizes or extents, so a study compiles once per split choice: later designs take seconds.
     batches = {}
     for part, n in (("train", per_region), ("validation", max(per_region // 5, 60)), ("test", max(per_region // 5, 200))):
         for r in range(n_regions):
