@@ -35,6 +35,8 @@ def pareto_front(cost, fom, minimize: bool = True) -> np.ndarray:
 
 def _plot_resolution_curves(curves, path, plt, save) -> None:
     """One panel per layout: the network's energy resolution vs energy in each region."""
+    from diffcalo.plotting import _plain_log_ticks
+
     fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.8), squeeze=False, sharey=True)
     for ax, (label, regions) in zip(axes[0], curves):
         for r in regions:
@@ -42,6 +44,7 @@ def _plot_resolution_curves(curves, path, plt, save) -> None:
             ax.errorbar(c["energy"], 100 * np.asarray(c["resolution"]), yerr=100 * np.asarray(c["resolution_err"]),
                         fmt="-o", ms=3, capsize=2, label=f"region {r['region']}: {r['cell_mm']:.0f} mm cells")
         ax.set(xscale="log", yscale="log", xlabel="photon energy (GeV)", title=label)
+        _plain_log_ticks(ax)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("energy resolution σ(E)/E (%)")
