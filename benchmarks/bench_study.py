@@ -10,6 +10,10 @@ workers the optimiser asks with pending designs (kriging believer), so the desig
 as with 1 worker; each evaluation costs about the same, which the per-evaluation breakdown shows.
 
     .venv/bin/python benchmarks/bench_study.py [--evaluations 12] [--workers 1,2]
+    .venv/bin/python benchmarks/bench_study.py --config studies/lhcb_ecal_upgrade2/study.toml --evaluations 16
+
+``--config`` runs a study file's configuration instead (its optimiser, samples and reconstruction;
+the executor is replaced by the Dask cluster under test).
 
 Scaling efficiency = (rate with N workers) / (N x rate with 1 worker). Results go to
 ``benchmarks/results/bench_study.json``.
@@ -35,9 +39,8 @@ from diffcalo.study.runner import make_executor, run_study  # noqa: E402
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
-def one(workers: int, evaluations: int) -> dict:
-    cfg = study_config_from_dict(dict(QUICK, optimizer=dict(QUICK["optimizer"], evaluations=evaluations,
-                                                            batch=workers),
+def one(base: dict, workers: int, evaluations: int) -> dict:
+    cfg = study_config_from_dict(dict(base, optimizer=dict(base["optimizer"], evaluations=evaluations, batch=workers),
                                       executor=dict(kind="dask", workers=workers)))
     t0 = time.perf_counter()
     ex = make_executor("dask", workers=workers)
@@ -68,11 +71,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--evaluations", type=int, default=QUICK["optimizer"]["evaluations"])
     ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--config", default="", help="a study TOML instead of the quick study")
     a = ap.parse_args(argv)
-    rows = [one(int(w), a.evaluations) for w in a.workers.split(",")]
+    study = QUICK
+    if a.config:
+        from diffcalo.config import _read_toml
+
+        study = _read_toml(pathlib.Path(a.config))
+    study.setdefault("optimizer", {})
+    rows = [one(study, int(w), a.evaluations) for w in a.workers.split(",")]
     base = rows[0]
-    print(f"\nQuick study ({a.evaluations} GP evaluations, {QUICK['samples']['train_photons']} training photons, "
-          f"{QUICK['reco']['epochs']} epochs), Dask LocalCluster, single-threaded workers\n")
+    what = "Quick study" if not a.config else a.config
+    print(f"\n{what} ({a.evaluations} evaluations, {study['samples']['train_photons']} training photons, "
+          f"{study['reco']['epochs']} epochs), Dask LocalCluster, single-threaded workers\n")
     print("| workers | wall (s) | evaluations/hour | speed-up | scaling efficiency | cluster start (s) |")
     print("|---|---|---|---|---|---|")
     for r in rows:
@@ -89,7 +100,8 @@ def main(argv=None) -> int:
                            for k in ("simulate", "train", "metrics", "total"))
         print(f"| {r['workers']} | {cells} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_study.json").write_text(json.dumps(rows, indent=1))
+    name = "bench_study.json" if not a.config else f"bench_study_{pathlib.Path(a.config).parent.name}.json"
+    (RESULTS / name).write_text(json.dumps(rows, indent=1))
     return 0
 
 

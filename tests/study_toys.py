@@ -38,3 +38,10 @@ def killing_objective(config, design, seed):
         open(marker, "w").close()
         os._exit(1)
     return toy_objective(config, design, seed)
+
+
+def affinity_objective(config, design, seed):
+    """The toy objective, with the CPUs its worker may run on in the metrics."""
+    out = toy_objective(config, design, seed)
+    out["metrics"]["cpus"] = sorted(os.sched_getaffinity(0))
+    return out

@@ -154,6 +154,28 @@ def test_inprocess_process_pool_and_dask_give_identical_journals(tmp_path):
     assert len(rows["dask"]) == 6
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity control on this OS")
+@pytest.mark.parametrize("kind", ["process", "dask"])
+def test_local_workers_are_pinned_to_one_cpu_each(tmp_path, kind):
+    """XLA sizes its thread pool from the CPU affinity (its thread-count flags are ignored), so each
+    worker of a local pool / LocalCluster is pinned to its own CPU: no oversubscription."""
+    if kind == "dask":
+        pytest.importorskip("distributed")
+    from study_toys import affinity_objective
+
+    cfg = _cfg(optimizer=dict(evaluations=6))
+    ex = make_executor(kind, workers=2)
+    try:
+        j = run_study(cfg, tmp_path / "run", designs=_sweep_designs(cfg, 6), objective=affinity_objective,
+                      executor=ex, progress=False, log=lambda *a: None)
+    finally:
+        ex.close()
+    per_worker = {r["worker"]: tuple(r["metrics"]["cpus"]) for r in j.records()}
+    assert all(len(c) == 1 for c in per_worker.values()), per_worker
+    if len(per_worker) == 2:
+        assert len(set(per_worker.values())) == min(2, len(os.sched_getaffinity(0))), per_worker
+
+
 def test_a_dask_worker_killed_mid_task_is_retried_or_recorded_and_the_study_goes_on(tmp_path):
     pytest.importorskip("distributed")
     cfg = _cfg(optimizer=dict(evaluations=5))

@@ -12,8 +12,10 @@ Executors (:func:`make_executor`): ``inprocess`` (default; evaluations run one a
 driver), ``process`` (a pool of spawned worker processes) and ``dask`` (``distributed``: a
 ``LocalCluster`` of single-threaded worker processes, or an existing scheduler by address; for
 Slurm / HTCondor sites start the cluster with ``dask-jobqueue`` and pass its scheduler address).
-Worker processes are limited to one XLA / BLAS thread each (:data:`WORKER_ENV`) so that N workers
-use N cores without oversubscription. Every evaluation uses the study seed (common random numbers:
+Worker processes of a local pool or LocalCluster are pinned to one CPU each (:func:`pin_to_cpu`; XLA
+sizes its thread pool from the CPU affinity) and run BLAS single-threaded (:data:`WORKER_ENV`), so N
+workers use N cores without oversubscription; on an existing Dask cluster the cluster's own resource
+settings apply. Every evaluation uses the study seed (common random numbers:
 differences between designs are not blurred by sampling noise), so the same study gives the same
 results whichever executor runs it.
 
@@ -38,19 +40,61 @@ from diffcalo.study.journal import Journal, JournalError
 
 __all__ = ["run_study", "make_executor", "WORKER_ENV", "StudyError"]
 
-#: Environment of worker processes: one thread each for XLA's CPU backend and the BLAS libraries.
-WORKER_ENV = {
-    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
-    "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-}
+#: Environment of worker processes: one thread each for the BLAS libraries. (XLA ignores its old
+#: ``intra_op_parallelism_threads`` flag — measured with jax 0.10: a worker with it still kept two
+#: cores busy — and sizes its CPU thread pool from the process's CPU affinity, so workers of a local
+#: pool or LocalCluster are also pinned to one CPU each: :func:`pin_to_cpu`.)
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 class StudyError(RuntimeError):
     """A study that cannot run or resume; the message says why."""
 
 
-def _worker_init():
+def pin_to_cpu(index: int) -> int | None:
+    """Pin the calling process (every thread it has now, and so the ones they start) to one CPU: the
+    ``index``-th (modulo their number) of the CPUs it may use. Returns the CPU, or None where the OS
+    has no affinity control. Call it before JAX starts its CPU client (the first computation)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    cpu = cpus[index % len(cpus)]
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, {cpu})
+        except OSError:            # a thread that ended meanwhile
+            pass
+    return cpu
+
+
+def _worker_init(counter=None):
     os.environ.update(WORKER_ENV)
+    if counter is not None:
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        pin_to_cpu(index)
+
+
+def _pin_plugin():
+    """A Dask worker plugin that pins each worker of a LocalCluster (names 0..n-1) to its own CPU
+    (re-applied to a worker its nanny restarts)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class PinWorkers(WorkerPlugin):
+        name = "diffcalo-pin-to-cpu"
+
+        def setup(self, worker):
+            try:
+                pin_to_cpu(int(worker.name))
+            except (TypeError, ValueError):
+                pass
+
+    return PinWorkers()
 
 
 def _call(objective, config, design, seed):
@@ -90,8 +134,9 @@ class _Pool:
         import multiprocessing
 
         self.workers = workers
-        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=_worker_init)
+        ctx = multiprocessing.get_context("spawn")
+        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                           initargs=(ctx.Value("i", 0),))
 
     def submit(self, fn, *args):
         return self.pool.submit(fn, *args)
@@ -119,6 +164,7 @@ class _Dask:
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                         dashboard_address=None, env=WORKER_ENV)
             self.client = Client(self.cluster)
+            self.client.register_plugin(_pin_plugin())
         self.workers = workers
 
     def submit(self, fn, *args):
