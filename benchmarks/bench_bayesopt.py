@@ -13,7 +13,9 @@ Methods, all given the same budget and the same problems:
   categorical dimension for the mixed problem) with ``Normalize``/``Standardize`` transforms, fitted by
   ``fit_gpytorch_mll``, ``qLogNoisyExpectedImprovement`` (``prune_baseline``), optimised by
   ``optimize_acqf`` (10 restarts, 512 raw samples; the known constraint as a nonlinear inequality
-  constraint with feasible initial conditions) or ``optimize_acqf_mixed_alternating`` for the mixed
+  constraint with feasible initial conditions; when SLSQP leaves the feasible set from every start,
+  which happens at q = 4, the best feasible initial batch is taken and counted in ``acqf_fallbacks``)
+  or ``optimize_acqf_mixed_alternating`` for the mixed
   problem; initial design: 2 (d + 1) scrambled Sobol points (feasible ones for the constrained problem);
 - ``optuna``: Optuna 5's ``GPSampler`` (its defaults; the known constraint passed as ``constraints_func``,
   which Optuna models; a proposal that violates it is still an evaluation, it just cannot become the
@@ -110,6 +112,7 @@ def _torch_encoding(space):
 def run_botorch(prob, seed, q, n):
     import torch
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+    from botorch.exceptions.errors import CandidateGenerationError
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import MixedSingleTaskGP, SingleTaskGP
     from botorch.models.transforms import Normalize, Standardize
@@ -126,6 +129,7 @@ def run_botorch(prob, seed, q, n):
     ds_all = list(init[:n])
     ys_all = [prob(x, rng) for x in ds_all]
     times = []
+    fallbacks = run_botorch.fallbacks = [0]
     constrained = prob.space.constraint is not None
     while len(ds_all) < n:
         t0 = time.perf_counter()
@@ -153,8 +157,15 @@ def run_botorch(prob, seed, q, n):
             ics = P[a.argsort(descending=True)[:10]]
             if k > 1:
                 ics = torch.cat([P[torch.randperm(len(P))[:10 * k]].reshape(10, k, d)], 0)
-            cand, _ = optimize_acqf(acq, bounds, q=k, num_restarts=10, batch_initial_conditions=ics,
-                                    nonlinear_inequality_constraints=[(con, True)])
+            try:
+                cand, _ = optimize_acqf(acq, bounds, q=k, num_restarts=10, batch_initial_conditions=ics,
+                                        nonlinear_inequality_constraints=[(con, True)])
+            except CandidateGenerationError:
+                # SLSQP left the feasible set from every start (seen at q = 4): fall back to the best
+                # of the feasible initial conditions, so that BoTorch still proposes a feasible batch
+                with torch.no_grad():
+                    cand = ics[acq(ics).argmax()]
+                fallbacks[0] += 1
         else:
             cand, _ = optimize_acqf(acq, bounds, q=k, num_restarts=10, raw_samples=512)
         times.append(time.perf_counter() - t0)
@@ -237,6 +248,8 @@ def one(method, name, noisy, q, seed, n):
     ds, ys, times = runner()
     res = dict(method=method, problem=name, noisy=noisy, q=q, seed=seed, regret=regret_curve(prob, ds, ys),
                ask_seconds=times, violations=sum(not feasible(prob, d) for d in ds))
+    if method == "botorch" and prob.space.constraint is not None:
+        res["acqf_fallbacks"] = run_botorch.fallbacks[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res))
     return res
