@@ -306,6 +306,28 @@ def goal(rows, problems, qs, n, peer="botorch"):
     return "\n".join(lines)
 
 
+def markdown(rows, methods, problems, qs):
+    """The README table: median simple regret after 30 and 50 evaluations and seconds per ask, per
+    method (n/a where a method's runs are not all cached)."""
+    head = "| problem | q | " + " | ".join(f"{m} @30 / @50 (s/ask)" for m in methods) + " |"
+    lines = [head, "|" + "---|" * (2 + len(methods))]
+    for name in problems:
+        for noisy in (False, True):
+            for q in qs:
+                cells = []
+                for m in methods:
+                    rs = [r for r in rows if r["method"] == m and r["problem"] == name and r["noisy"] == noisy
+                          and r["q"] == q]
+                    if len(rs) < 10:
+                        cells.append(f"n/a ({len(rs)}/10 runs)")
+                        continue
+                    a, b = (float(np.median([r["regret"][c - 1] for r in rs])) for c in (30, 50))
+                    t = float(np.mean([np.mean(r["ask_seconds"]) for r in rs if r["ask_seconds"]]))
+                    cells.append(f"{a:.2g} / {b:.2g} ({t:.2f})")
+                lines.append(f"| {name}{' noisy' if noisy else ''} | {q} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(rows, methods, problems, qs, n, path):
     import matplotlib
 
@@ -344,6 +366,7 @@ def main():
     ap.add_argument("--evaluations", type=int, default=50)
     ap.add_argument("--q", default="1,4")
     ap.add_argument("--report", action="store_true", help="only print and plot the cached results")
+    ap.add_argument("--markdown", action="store_true", help="with --report: also print the README table")
     args = ap.parse_args()
     methods = args.methods.split(",")
     problems = args.problems.split(",")
@@ -369,6 +392,8 @@ def main():
     print(report(rows, methods, problems, qs, n))
     if "gp" in methods and "botorch" in methods:
         print("\n" + goal(rows, problems, qs, n))
+    if args.markdown:
+        print("\n" + markdown(rows, methods, problems, qs))
     print(f"\nregret curves: {plot(rows, methods, problems, qs, n, RESULTS.parent / 'bayesopt_regret.png')}")
 
 
