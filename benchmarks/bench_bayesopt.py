@@ -346,8 +346,10 @@ def plot(rows, methods, problems, qs, n, path):
                 v = np.maximum(v, 1e-6)
                 x = np.arange(1, v.shape[1] + 1)
                 med = np.median(v, 0)
-                ax.plot(x, med, label=m)
-                ax.fill_between(x, np.percentile(v, 25, 0), np.percentile(v, 75, 0), alpha=0.2)
+                color = f"C{METHODS.index(m)}"               # one colour per method in every panel
+                label = m if len(rs) >= 10 else f"{m} ({len(rs)} seeds so far)"
+                ax.plot(x, med, color=color, label=label)
+                ax.fill_between(x, np.percentile(v, 25, 0), np.percentile(v, 75, 0), color=color, alpha=0.2)
             ax.set(yscale="log", title=f"{name}{' noisy' if noisy else ''}, q={q}", xlabel="evaluations",
                    ylabel="simple regret")
             ax.legend(fontsize=7)
