@@ -35,40 +35,58 @@ QUICK = {
 }
 
 
-def _evaluate_baselines(cfg: StudyConfig, log) -> dict:
+def _evaluate_baselines(cfg: StudyConfig, executor, log) -> dict:
+    """The reference layouts, evaluated by the study's executor (same thread settings as the designs)."""
     from diffcalo.layout import preset
-    from diffcalo.study.objective import BASELINES, evaluate_layout
+    from diffcalo.study.objective import BASELINES, evaluate_preset
+    from diffcalo.study.runner import _call, _result_of
 
+    t0 = time.perf_counter()
+    pending = {executor.submit(_call, evaluate_preset, cfg.as_dict(), name, cfg.seed): name for name in BASELINES}
     out = {}
-    for name in BASELINES:
-        layout = preset(name)
-        t0 = time.perf_counter()
-        try:
-            res = evaluate_layout(cfg.as_dict(), layout, cfg.seed)
-            out[name] = dict(fom=res["fom"], cost=res["cost"], metrics=res["metrics"], timings=res["timings"],
-                             within_budget=res["cost"] <= cfg.budget)
-        except Exception as exc:      # noqa: BLE001 - recorded in the summary
-            out[name] = dict(error=f"{type(exc).__name__}: {exc}", cost=layout.cost())
-        log(f"baseline {name}: {out[name].get('fom', out[name].get('error'))} "
-            f"({time.perf_counter() - t0:.0f} s)")
-    return out
+    while pending:
+        for fut in executor.wait(list(pending)):
+            name = pending.pop(fut)
+            res = _result_of(fut)
+            cost = preset(name).cost()
+            if res["status"] == "done":
+                out[name] = dict(fom=res["fom"], cost=res["cost"], metrics=res["metrics"], timings=res["timings"],
+                                 within_budget=res["cost"] <= cfg.budget)
+            else:
+                out[name] = dict(error=res["error"], cost=cost)
+            log(f"baseline {name}: {out[name].get('fom', out[name].get('error'))} "
+                f"({time.perf_counter() - t0:.0f} s)")
+    return {name: out[name] for name in BASELINES}
 
 
 def run_flagship(cfg: StudyConfig | dict, out_dir, *, resume: bool = False, executor=None, progress: bool = True,
                  log=print) -> pathlib.Path:
-    """Run the GP and random-search studies and the baselines into ``out_dir``; returns summary.md."""
-    from diffcalo.study.report import write_report
-    from diffcalo.study.runner import run_study
+    """Run the baselines and the GP and random-search studies into ``out_dir`` with one executor (the
+    config's unless given); returns summary.md."""
+    from diffcalo.study.runner import make_executor
 
     cfg = cfg if isinstance(cfg, StudyConfig) else study_config_from_dict(cfg)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    own = executor is None
+    executor = executor or make_executor(cfg.executor, cfg.workers, cfg.scheduler)
+    try:
+        return _run(cfg, out, resume, executor, progress, log, t0)
+    finally:
+        if own:
+            executor.close()
+
+
+def _run(cfg, out, resume, executor, progress, log, t0) -> pathlib.Path:
+    from diffcalo.study.report import write_report
+    from diffcalo.study.runner import run_study
+
     bpath = out / "baselines.json"
     if resume and bpath.exists():
         baselines = json.loads(bpath.read_text())
     else:
-        baselines = _evaluate_baselines(cfg, log)
+        baselines = _evaluate_baselines(cfg, executor, log)
         bpath.write_text(json.dumps(baselines, indent=1))
     runs = {}
     for kind in ("gp", "random"):

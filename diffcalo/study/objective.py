@@ -38,7 +38,7 @@ import numpy as np
 
 from diffcalo.study.config import StudyConfig, study_config_from_dict
 
-__all__ = ["design_space", "layout_from_design", "evaluate_design", "evaluate_layout", "BASELINES"]
+__all__ = ["design_space", "layout_from_design", "evaluate_design", "evaluate_layout", "evaluate_preset", "BASELINES"]
 
 #: Reference layouts a study compares its optimum with (presets on the same wall, evaluated as they are).
 BASELINES = ("lhcb-current", "lhcb-upgrade2-baseline")
@@ -130,6 +130,13 @@ def _concat(parts):
 def evaluate_design(config, design: dict, seed: int) -> dict:
     """Evaluate one design (module docstring). Raises on invalid designs; the runner records failures."""
     return evaluate_layout(config, layout_from_design(config, design), seed)
+
+
+def evaluate_preset(config, name: str, seed: int) -> dict:
+    """Evaluate a preset layout by name (a reference design; a plain function for worker processes)."""
+    from diffcalo.layout import preset
+
+    return evaluate_layout(config, preset(name), seed)
 
 
 def evaluate_layout(config, layout, seed: int) -> dict:
