@@ -132,10 +132,14 @@ class _InProcess:
     workers = 1
 
     def __init__(self):
-        self._affinity = None
+        self._affinity = self._blas = None
         if hasattr(os, "sched_getaffinity") and not _jax_started():
+            from threadpoolctl import threadpool_limits      # scikit-learn's dependency
+
             self._affinity = os.sched_getaffinity(0)
             pin_to_cpu(0)
+            # BLAS pools started before the pinning would spin two threads on one CPU
+            self._blas = threadpool_limits(limits=1)
 
     def submit(self, fn, *args):
         f = cf.Future()
@@ -146,6 +150,9 @@ class _InProcess:
         return set(futures)
 
     def close(self):
+        if self._blas is not None:
+            self._blas.restore_original_limits()
+            self._blas = None
         if self._affinity is not None:           # give the process its CPUs back (XLA keeps one thread)
             for tid in os.listdir("/proc/self/task"):
                 try:
