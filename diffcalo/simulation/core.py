@@ -368,7 +368,7 @@ def _simulate_jit(geometry: Layout, cell_sizes, tables: dict, tables_bg, particl
                   max_background: int = 12, timing: bool = True) -> Clusters:
     # ``geometry``: the wall without regions' technologies (see _canonical_geometry); ``cell_sizes``
     # [R] and the region tables (R leading) carry everything per region, as traced arrays.
-    layout = geometry
+    layout = geometry                     # the kernel below reads the wall's geometry as ``layout``
     n_regions = cell_sizes.shape[0]
     ok = status == STATUS_OK
     ridx = jnp.clip(region, 0, n_regions - 1)

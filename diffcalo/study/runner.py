@@ -60,16 +60,21 @@ def pin_to_cpu(index: int) -> int | None:
         return None
     cpus = sorted(os.sched_getaffinity(0))
     cpu = cpus[index % len(cpus)]
+    _set_affinity({cpu})
+    return cpu
+
+
+def _set_affinity(cpus) -> None:
+    """Set the CPU affinity of every thread of this process (threads they start inherit it)."""
     try:
         tids = [int(t) for t in os.listdir("/proc/self/task")]
     except OSError:
         tids = [0]
     for tid in tids:
         try:
-            os.sched_setaffinity(tid, {cpu})
+            os.sched_setaffinity(tid, cpus)
         except OSError:            # a thread that ended meanwhile
             pass
-    return cpu
 
 
 def _worker_init(counter=None):
@@ -154,11 +159,7 @@ class _InProcess:
             self._blas.restore_original_limits()
             self._blas = None
         if self._affinity is not None:           # give the process its CPUs back (XLA keeps one thread)
-            for tid in os.listdir("/proc/self/task"):
-                try:
-                    os.sched_setaffinity(int(tid), self._affinity)
-                except OSError:
-                    pass
+            _set_affinity(self._affinity)
             self._affinity = None
 
 
