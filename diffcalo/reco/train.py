@@ -44,7 +44,7 @@ from diffcalo.reco.classical import ClassicalReco, cluster_sum, window_centre
 from diffcalo.reco.models import ModelConfig, Regressor
 
 __all__ = ["TASKS", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "TrainingError", "Inputs", "prepare", "train",
-           "TrainedNet", "energy_inputs"]
+           "TrainedNet", "energy_inputs", "image_inputs"]
 
 TASKS = ("energy", "position", "time")
 OPTIMIZERS = ("adam", "adamw")
@@ -195,6 +195,47 @@ def energy_inputs(energy, region, cell_size_mm, centre, e_true, classical: Class
     return Inputs(images=maps.astype(dtype), scalars=scalars, vectors=jnp.zeros((s.shape[0], 0, 2), dtype),
                   base=e_cal[:, None].astype(dtype), scale=e_cal[:, None].astype(dtype),
                   target=jnp.asarray(e_true, dtype)[:, None], e_true=jnp.asarray(e_true, dtype))
+
+
+def image_inputs(cells, e_true, e_cal, *, scalars=None, vectors=None, target=None) -> Inputs:
+    """Inputs from whole-detector images (LUXE, the toy) rather than clusters on a wall.
+
+    Args:
+        cells: [n, L, H, W] cell energies (GeV), L layers become the channels.
+        e_true: [n] true energies (GeV).
+        e_cal: [n] the classical (calibrated) energy estimate, the energy network's base and scale.
+        scalars: optional extra scalar features [n, F] (the log of E_cal / 10 GeV is always the first).
+        vectors: optional vector features [n, V, 2] (x, y pairs: turned by the symmetry augmentation).
+        target: None for the energy task (the target is E_true); else [n, k] targets of a
+            correction task (base 0, scale 1), vector pairs when the task turns them.
+
+    The maps are the cells divided by each image's total, so the network sees the shape and the
+    scalar branch the energy.
+    """
+    cells = np.asarray(cells, dtype=np.float32)
+    if cells.ndim != 4:
+        raise ValueError(f"image_inputs: cells must be [n, layers, H, W]; got shape {cells.shape}")
+    n = cells.shape[0]
+    e_true = np.asarray(e_true, dtype=np.float32).reshape(-1)
+    e_cal = np.maximum(np.asarray(e_cal, dtype=np.float32).reshape(-1), 1e-3)
+    for name, a in (("e_true", e_true), ("e_cal", e_cal)):
+        if a.shape[0] != n:
+            raise ValueError(f"image_inputs: {name} has {a.shape[0]} entries for {n} images")
+    tot = cells.reshape(n, -1).sum(axis=1)
+    maps = np.moveaxis(cells / np.where(tot > 0, tot, 1.0)[:, None, None, None], 1, -1)
+    sc = [np.log(e_cal / 10.0)[:, None]]
+    if scalars is not None:
+        sc.append(np.asarray(scalars, np.float32).reshape(n, -1))
+    vec = np.zeros((n, 0, 2), np.float32) if vectors is None else np.asarray(vectors, np.float32).reshape(n, -1, 2)
+    if target is None:
+        base = scale = e_cal[:, None]
+        tgt = e_true[:, None]
+    else:
+        tgt = np.asarray(target, np.float32).reshape(n, -1)
+        base, scale = np.zeros_like(tgt), np.ones_like(tgt)
+    return Inputs(images=jnp.asarray(maps), scalars=jnp.asarray(np.concatenate(sc, axis=1)),
+                  vectors=jnp.asarray(vec), base=jnp.asarray(base), scale=jnp.asarray(scale),
+                  target=jnp.asarray(tgt), e_true=jnp.asarray(e_true))
 
 
 def _time_maps(energy, time, t_classical):
