@@ -68,7 +68,7 @@ def test_image_inputs_normalise_the_maps_and_carry_the_classical_estimate():
     e_cal = rng.uniform(3, 20, 7)
     inp = image_inputs(cells, e_cal * 1.1, e_cal)
     assert inp.images.shape == (7, 11, 13, 20)
-    np.testing.assert_allclose(np.asarray(inp.images).reshape(7, -1).sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(inp.images).reshape(7, -1).mean(1), 1.0, rtol=1e-5)   # mean cell = 1
     np.testing.assert_allclose(np.asarray(inp.base)[:, 0], e_cal, rtol=1e-6)
     np.testing.assert_allclose(np.asarray(inp.scalars)[:, 0], np.log(e_cal / 10.0), rtol=1e-5)
     tgt = rng.normal(size=(7, 4))
