@@ -109,6 +109,18 @@ def simulate_set(det, key, energies, per_energy: int, *, y_half: float, slope_ha
     return ShowerSet(np.concatenate(cells), np.concatenate(total), e, x, y, tx, ty, np.concatenate(xc))
 
 
+def cached(path: Path | None, make) -> ShowerSet:
+    """``make()``, stored in / read from ``path`` (.npz) when a cache directory is given."""
+    if path is not None and path.exists():
+        with np.load(path) as f:
+            return ShowerSet(**{k: f[k] for k in f.files})
+    s = make()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **dataclasses.asdict(s))
+    return s
+
+
 def shuffled(s: ShowerSet, seed: int) -> ShowerSet:
     return s.take(np.random.default_rng(seed).permutation(len(s.e)))
 
@@ -178,13 +190,20 @@ def curve(e, pred):
 
 
 # ---- the study ------------------------------------------------------------------------------------------
-def run_energy(det, size, key, out, log):
+def _simulator(det, cache_dir):
+    def sim(name, *args, **kw):
+        return cached(None if cache_dir is None else cache_dir / f"{name}.npz", lambda: simulate_set(det, *args, **kw))
+    return sim
+
+
+def run_energy(det, size, key, out, log, cache_dir=None):
     k = jax.random.split(key, 4)
+    sim = _simulator(det, cache_dir)
     t0 = time.perf_counter()
-    tr = shuffled(simulate_set(det, k[0], TRAIN_ENERGIES, size["train"], y_half=2.5, slope_half=0.0), 1)
-    va = shuffled(simulate_set(det, k[1], VAL_ENERGIES, size["val"], y_half=2.5, slope_half=0.0), 2)
-    tests = dict(A=simulate_set(det, k[2], TRAIN_ENERGIES, size["test"], y_half=2.5, slope_half=0.0),
-                 B=simulate_set(det, k[3], VAL_ENERGIES, size["test"], y_half=2.5, slope_half=0.0))
+    tr = shuffled(sim("energy_train", k[0], TRAIN_ENERGIES, size["train"], y_half=2.5, slope_half=0.0), 1)
+    va = shuffled(sim("energy_val", k[1], VAL_ENERGIES, size["val"], y_half=2.5, slope_half=0.0), 2)
+    tests = dict(A=sim("energy_testA", k[2], TRAIN_ENERGIES, size["test"], y_half=2.5, slope_half=0.0),
+                 B=sim("energy_testB", k[3], VAL_ENERGIES, size["test"], y_half=2.5, slope_half=0.0))
     log(f"energy: simulated {len(tr.e)} + {len(va.e)} + {sum(len(t.e) for t in tests.values())} showers "
         f"in {time.perf_counter() - t0:.0f} s")
     c0, c1 = fit_line(tr.total, tr.e)
@@ -232,13 +251,14 @@ def run_energy(det, size, key, out, log):
     return res
 
 
-def run_position(det, size, key, out, log):
+def run_position(det, size, key, out, log, cache_dir=None):
     k = jax.random.split(key, 3)
+    sim = _simulator(det, cache_dir)
     t0 = time.perf_counter()
-    tr = shuffled(simulate_set(det, k[0], TRAIN_ENERGIES, size["pos_train"], y_half=10.0, slope_half=0.05), 3)
-    va = shuffled(simulate_set(det, k[1], TRAIN_ENERGIES, max(size["pos_test"] // 2, 50), y_half=10.0,
-                               slope_half=0.05), 4)
-    te = simulate_set(det, k[2], TRAIN_ENERGIES, size["pos_test"], y_half=10.0, slope_half=0.05)
+    tr = shuffled(sim("position_train", k[0], TRAIN_ENERGIES, size["pos_train"], y_half=10.0, slope_half=0.05), 3)
+    va = shuffled(sim("position_val", k[1], TRAIN_ENERGIES, max(size["pos_test"] // 2, 50), y_half=10.0,
+                      slope_half=0.05), 4)
+    te = sim("position_test", k[2], TRAIN_ENERGIES, size["pos_test"], y_half=10.0, slope_half=0.05)
     log(f"position: simulated {len(tr.e) + len(va.e) + len(te.e)} showers in {time.perf_counter() - t0:.0f} s")
     z = layer_depths_mm(det)
     raw = {n: classical_position(s, z) for n, s in (("train", tr), ("val", va), ("test", te))}
@@ -259,19 +279,33 @@ def run_position(det, size, key, out, log):
     net = train("position", inputs(tr, cl["train"]), inputs(va, cl["val"]), model_config=SEED_MODEL, config=cfg)
     pred = cl["test"] + net.predict(inputs(te, cl["test"])) * units
     log(f"position network: {time.perf_counter() - t1:.0f} s, best epoch {net.history['best_epoch']}")
+
+    # the seed's parametrisation, to find the cause of its kinks: absolute (x, y) in mm and slopes in
+    # rad as targets of one MSE, no classical base; where the crop sits (x of its centre) and the
+    # classical slopes are features (the seed's second branch carried the classical angles)
+    def seed_inputs(s, est):
+        vectors = np.stack([np.stack([s.xc / 275.0, np.zeros_like(s.xc)], axis=1), est[:, 2:] / SLOPE_UNIT], axis=1)
+        return image_inputs(s.cells, s.e, e_cal(s), vectors=vectors, target=truth_position(s))
+
+    t1 = time.perf_counter()
+    seed_net = train("position", seed_inputs(tr, cl["train"]), seed_inputs(va, cl["val"]), model_config=SEED_MODEL,
+                     config=cfg)
+    seed_pred = seed_net.predict(seed_inputs(te, cl["test"]))
+    log(f"seed-parametrised position network: {time.perf_counter() - t1:.0f} s")
     true = truth_position(te)
     names = ("x_mm", "y_mm", "tx_mrad", "ty_mrad")
     scale = np.array([1.0, 1.0, 1000.0, 1000.0])
     res = dict(seconds=time.perf_counter() - t0, correction=[list(map(float, c)) for c in corr], resolution={})
     for j, nm in enumerate(names):
         row = {}
-        for who, p in (("network", pred), ("classical", cl["test"]), ("classical_raw", raw["test"])):
+        for who, p in (("network", pred), ("classical", cl["test"]), ("classical_raw", raw["test"]),
+                       ("seed_parametrisation", seed_pred)):
             d = (p[:, j] - true[:, j]) * scale[j]
             _, sig, err = core_width(d)
             row[who] = dict(core=float(sig), core_err=float(err), rms=float(np.sqrt(np.mean(d * d))),
                             per_energy=[float(np.sqrt(np.mean(d[te.e == v] ** 2))) for v in TRAIN_ENERGIES])
         res["resolution"][nm] = row
-    plot_position(te, true, pred, cl["test"], raw["test"], out)
+    plot_position(te, true, pred, cl["test"], raw["test"], seed_pred, out)
     return res
 
 
@@ -323,15 +357,15 @@ def plot_energy(res, tests, preds, out):
     plt.close(fig)
 
 
-def plot_position(te, true, pred, cl, raw, out):
+def plot_position(te, true, pred, cl, raw, seed_pred, out):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     labels = ("x (mm)", "y (mm)", "x slope", "y slope")
-    fig, axes = plt.subplots(2, 4, figsize=(17, 8))
+    fig, axes = plt.subplots(3, 4, figsize=(17, 12))
     for j in range(4):
-        for row, (who, p) in enumerate((("classical", cl), ("network", pred))):
+        for row, (who, p) in enumerate((("classical", cl), ("network", pred), ("seed-parametrised net", seed_pred))):
             ax = axes[row, j]
             lo, hi = np.percentile(true[:, j], [0.5, 99.5])
             ax.hist2d(true[:, j], p[:, j], bins=80, range=[[lo, hi], [lo, hi]], cmap="Greys")
@@ -348,7 +382,7 @@ def plot_position(te, true, pred, cl, raw, out):
         bins = np.linspace(-0.5, 0.5, 21)
         idx = np.digitize(frac, bins) - 1
         for who, p, colour in (("raw centroid fit", raw, "tab:gray"), ("classical (recalibrated)", cl, "black"),
-                               ("network", pred, "tab:blue")):
+                               ("network", pred, "tab:blue"), ("seed-parametrised net", seed_pred, "tab:red")):
             d = p[:, j] - true[:, j]
             prof = [np.mean(d[idx == i]) if np.any(idx == i) else np.nan for i in range(20)]
             ax.plot(0.5 * (bins[1:] + bins[:-1]), prof, marker="o", ms=3, color=colour, label=who)
@@ -395,10 +429,11 @@ def write_markdown(res, out):
               f"(difference {en['overfitting']['indicator']:+.3f}); mean ratio set B - set A over 5-15 GeV: "
               f"{en['overfitting']['set_difference']:+.3f}.", "",
               "## Position and angle (test set, core width / RMS)", "",
-              "| quantity | network | classical (recalibrated) | raw centroid fit |", "|---|---|---|---|"]
+              "| quantity | network | classical (recalibrated) | raw centroid fit | seed-parametrised network |",
+              "|---|---|---|---|---|"]
     for nm, row in pos["resolution"].items():
         lines.append(f"| {nm} | " + " | ".join(f"{row[w]['core']:.3f} / {row[w]['rms']:.3f}"
-                                               for w in ("network", "classical", "classical_raw")) + " |")
+                                               for w in ("network", "classical", "classical_raw", "seed_parametrisation")) + " |")
     lines += ["", "Figures: luxe_energy.png (ME, MAE, improvement), luxe_energy_offgrid.png (predictions at "
               "off-grid energies), luxe_position_pred_vs_true.png, luxe_position_scurve.png.", ""]
     (out / "results.md").write_text("\n".join(lines))
@@ -410,6 +445,9 @@ def main(argv=None):
     ap.add_argument("--size", choices=sorted(SIZES), default=None, help="sample size by name (--quick = quick)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-position", action="store_true")
+    ap.add_argument("--skip-energy", action="store_true")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="keep the simulated showers in this directory and reuse them (per size and seed)")
     ap.add_argument("-o", "--output", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     size_name = args.size or ("quick" if args.quick else "full")
@@ -425,12 +463,14 @@ def main(argv=None):
     key = jax.random.key(args.seed)
     res = dict(size=size_name, sizes=size, seed=args.seed,
                command="python studies/luxe_ecal/run.py" + (" --quick" if args.quick else ""))
-    res["energy"] = run_energy(det, size, jax.random.fold_in(key, 1), out, log)
+    cache = None if args.cache is None else args.cache / f"{size_name}_s{args.seed}"
+    if not args.skip_energy:
+        res["energy"] = run_energy(det, size, jax.random.fold_in(key, 1), out, log, cache)
     if not args.skip_position:
-        res["position"] = run_position(det, size, jax.random.fold_in(key, 2), out, log)
+        res["position"] = run_position(det, size, jax.random.fold_in(key, 2), out, log, cache)
     res["seconds"] = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps(res, indent=1))
-    if "position" in res:
+    if "position" in res and "energy" in res:
         write_markdown(res, out)
     log(f"done: {out}")
     return res
