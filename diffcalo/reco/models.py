@@ -17,19 +17,29 @@ pointwise (1x1): on a 5x5 window the receptive field of the first two layers alr
 whole window, and the net does about 1/20 of the seed's arithmetic. ``"auto"`` (default) is
 ``valid`` on maps up to 9 cells wide (windows, the 8x8 toy) and ``same`` with 2x2 average pooling
 after each layer (while the map is at least 4 wide) on larger images (LUXE 11 x 110).
+
+3-D convolutions (``ModelConfig(conv_dims=3)``, the toy-calorimeter seed design). The input
+channels (the layers of a sampling stack) become a depth axis with one feature channel: the maps
+[B, H, W, L] are read as volumes [B, H, W, L, 1] and convolved with k x k x k kernels
+(:class:`Conv3D`, im2col + matmul as in 2-D). The padding rules are the same, with the lateral size
+max(H, W) deciding "auto"; "valid" shrinks all three axes, and "same" pools 2 x 2 x 2 while every
+axis is at least 4. The lateral axes stay axes 1 and 2, so the symmetry augmentation (flips and the
+x <-> y transpose of the maps) applies unchanged.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["ModelConfig", "Conv2D", "Regressor"]
+__all__ = ["ModelConfig", "Conv2D", "Conv3D", "Regressor"]
 
 PADDINGS = ("auto", "valid", "same")
+CONV_DIMS = (2, 3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +52,8 @@ class ModelConfig:
         kernel: convolution kernel size.
         padding: "auto", "valid" or "same" (module docstring).
         batch_norm: BatchNorm after each convolution (the seed design).
+        conv_dims: 2 (the channels are feature maps) or 3 (the channels are a depth axis,
+            convolved in 3-D: module docstring).
     """
 
     conv: tuple[int, ...] = (32, 32, 16)
@@ -49,6 +61,7 @@ class ModelConfig:
     kernel: int = 3
     padding: str = "auto"
     batch_norm: bool = True
+    conv_dims: int = 2
 
     def __post_init__(self):
         object.__setattr__(self, "conv", tuple(int(c) for c in self.conv))
@@ -63,27 +76,31 @@ class ModelConfig:
             raise ValueError(f"model.kernel = {self.kernel}: must be an odd positive integer")
         if self.padding not in PADDINGS:
             raise ValueError(f"model.padding = {self.padding!r}; allowed: {', '.join(PADDINGS)}")
+        if not isinstance(self.conv_dims, int) or isinstance(self.conv_dims, bool) or self.conv_dims not in CONV_DIMS:
+            raise ValueError(f"model.conv_dims = {self.conv_dims!r}; allowed: {', '.join(map(str, CONV_DIMS))} "
+                             "(3: the channels are convolved as a depth axis)")
 
-    def plan(self, height: int, width: int):
-        """Per conv layer: (kernel, padding, pool) for an input map of height x width, and the
-        final map size (h, w)."""
+    def plan(self, height: int, width: int, depth: int | None = None):
+        """Per conv layer: (kernel, padding, pool) for an input map of height x width (x depth in
+        3-D), and the final map size (h, w) or (h, w, d)."""
         padding = self.padding
         if padding == "auto":
             padding = "valid" if max(height, width) <= 9 else "same"
         pool_allowed = self.padding == "auto" and padding == "same"
-        layers, h, w = [], height, width
+        size = [height, width] + ([] if depth is None else [depth])
+        layers = []
         for _ in self.conv:
             k = self.kernel
             if padding == "valid":
-                k = min(k, h, w) if min(h, w) >= self.kernel else 1
+                k = min(k, *size) if min(size) >= self.kernel else 1
                 if k % 2 == 0:
                     k -= 1
-                h, w = h - k + 1, w - k + 1
-            pool = pool_allowed and min(h, w) >= 4
+                size = [v - k + 1 for v in size]
+            pool = pool_allowed and min(size) >= 4
             if pool:
-                h, w = h // 2, w // 2
+                size = [v // 2 for v in size]
             layers.append((k, padding, pool))
-        return layers, (h, w)
+        return layers, tuple(size)
 
 
 class Conv2D(nnx.Module):
@@ -107,11 +124,46 @@ class Conv2D(nnx.Module):
         return patches @ self.kernel[...] + self.bias[...]
 
 
+class Conv3D(nnx.Module):
+    """3-D convolution ([B, H, W, D, C], channels last) as im2col + matmul; ``padding`` "same" or
+    "valid". The kernel is stored as [k * k * k * c_in, c_out] with the patch offsets (i, j, l) along
+    (H, W, D) in row-major order, then the input channels."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, padding: str, *, rngs: nnx.Rngs):
+        self.kernel_size = kernel
+        self.padding = padding
+        self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), (kernel ** 3 * c_in, c_out)))
+        self.bias = nnx.Param(jnp.zeros((c_out,)))
+
+    def __call__(self, x):
+        k = self.kernel_size
+        if k == 1:
+            return x @ self.kernel[...] + self.bias[...]
+        if self.padding == "same":
+            p = k // 2
+            x = jnp.pad(x, ((0, 0), (p, p), (p, p), (p, p), (0, 0)))
+        h, w, d = x.shape[1] - k + 1, x.shape[2] - k + 1, x.shape[3] - k + 1
+        patches = jnp.concatenate([x[:, i:i + h, j:j + w, l:l + d, :]
+                                   for i in range(k) for j in range(k) for l in range(k)], axis=-1)
+        return patches @ self.kernel[...] + self.bias[...]
+
+
+def _pool2(x):
+    """2 x ... x 2 average pooling over the spatial axes of [B, *spatial, C] (odd sizes drop the last row)."""
+    b, *spatial, c = x.shape
+    x = x[(slice(None),) + tuple(slice(0, 2 * (v // 2)) for v in spatial)]
+    shape = [b]
+    for v in spatial:
+        shape += [v // 2, 2]
+    return x.reshape(shape + [c]).mean(axis=tuple(range(2, 2 * len(spatial) + 1, 2)))
+
+
 class Regressor(nnx.Module):
     """Conv branch (cluster image) + feature branch, merged in dense layers -> ``n_out`` outputs.
 
     Args:
-        image_shape: (H, W, C) of the input maps (channels last).
+        image_shape: (H, W, C) of the input maps (channels last; with ``config.conv_dims = 3`` the
+            C channels are the depth axis of a one-channel volume).
         n_features: length of the feature vector.
         n_out: number of outputs.
         config: :class:`ModelConfig`.
@@ -125,17 +177,22 @@ class Regressor(nnx.Module):
         self.image_shape = (h, w, c)
         self.n_features = int(n_features)
         self.n_out = int(n_out)
-        plan, (ho, wo) = config.plan(h, w)
+        if config.conv_dims == 3:
+            plan, out_size = config.plan(h, w, c)
+            c_in, conv_cls = 1, Conv3D
+        else:
+            plan, out_size = config.plan(h, w)
+            c_in, conv_cls = c, Conv2D
         self.pools = tuple(p for _, _, p in plan)
-        convs, norms, c_in = [], [], c
+        convs, norms = [], []
         for (k, pad, _), c_out in zip(plan, config.conv):
-            convs.append(Conv2D(c_in, c_out, k, pad, rngs=rngs))
+            convs.append(conv_cls(c_in, c_out, k, pad, rngs=rngs))
             if config.batch_norm:
                 norms.append(nnx.BatchNorm(c_out, momentum=0.9, rngs=rngs))
             c_in = c_out
         self.convs = nnx.List(convs)
         self.norms = nnx.List(norms)
-        width = ho * wo * c_in + self.n_features
+        width = math.prod(out_size) * c_in + self.n_features
         dense = []
         for d in config.dense:
             dense.append(nnx.Linear(width, d, rngs=rngs))
@@ -145,15 +202,14 @@ class Regressor(nnx.Module):
 
     def __call__(self, images, features):
         """images [B, H, W, C], features [B, F] -> [B, n_out]."""
-        x = images
+        x = images[..., None] if self.config.conv_dims == 3 else images
         for i, conv in enumerate(self.convs):
             x = conv(x)
             if self.config.batch_norm:
                 x = self.norms[i](x)
             x = jax.nn.relu(x)
             if self.pools[i]:
-                b, h, w, c = x.shape
-                x = x[:, :2 * (h // 2), :2 * (w // 2)].reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+                x = _pool2(x)
         h = jnp.concatenate([x.reshape(x.shape[0], -1), features], axis=-1)
         for layer in self.dense:
             h = jax.nn.relu(layer(h))
