@@ -59,6 +59,7 @@ ELECTRON = 11
 SEED_K = 0.31                       # GeV^0.5: the seed's sigma = 0.31 sqrt(E)
 EDGE_FRACTION = 0.1                 # "range edges": the lowest and highest 10 % of [E_MIN, E_MAX]
 N_BINS = 20
+READOUT_ENERGIES = (1.0, 2.0, 5.0, 10.0)     # GeV: fixed energies of the readout-resolution check
 MODEL = ModelConfig(conv=(8, 16, 8), dense=(64, 32, 16), kernel=3, padding="valid", batch_norm=True, conv_dims=3)
 SIZES = {
     "quick": dict(train=20000, val=5000, test=20000, epochs=6, bootstrap=200),
@@ -85,6 +86,25 @@ def simulate_electrons(det, n: int, *, key, mode: str, chunk: int = 20000):
         cells.append(np.asarray(clusters.energy, np.float32))
         energies.append(np.asarray(clusters.e_true, np.float64))
     return np.concatenate(cells), np.concatenate(energies)
+
+
+def readout_resolution(det, *, key, mode: str, energies=READOUT_ENERGIES, n: int = 4000) -> list:
+    """The readout's resolution at fixed energies: response <S>/E of the plain cell sum S, and its
+    relative core width and RMS, also times sqrt(E) (the stochastic term if purely stochastic)."""
+    rows = []
+    for i, e in enumerate(energies):
+        k_x, k_y, k_sim = jax.random.split(jax.random.fold_in(key, i), 3)
+        x = np.asarray(jax.random.uniform(k_x, (n,), minval=-HALF_SQUARE_MM, maxval=HALF_SQUARE_MM))
+        y = np.asarray(jax.random.uniform(k_y, (n,), minval=-HALF_SQUARE_MM, maxval=HALF_SQUARE_MM))
+        particles = dc.Particles.create(energy=np.full(n, e), x=x, y=y, pid=ELECTRON)
+        total = np.asarray(dc.simulate(det, particles, key=k_sim, image=True, mode=mode, timing=False).energy,
+                           np.float64).sum(axis=(1, 2, 3))
+        ratio = total / total.mean()
+        _, core, core_err = core_width(ratio)
+        rows.append(dict(energy=e, n=n, response=float(total.mean() / e), core=core, core_err=core_err,
+                         rms=float(ratio.std(ddof=1)), core_sqrt_e=core * np.sqrt(e),
+                         rms_sqrt_e=float(ratio.std(ddof=1) * np.sqrt(e))))
+    return rows
 
 
 def layer_sums(cells):
@@ -217,7 +237,7 @@ def plot_predicted_vs_true(e_true, preds, results, out: Path):
     plt.close(fig)
 
 
-def plot_resolution(results, out: Path, readout_k: float):
+def plot_resolution(results, out: Path, readout: list):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -232,12 +252,14 @@ def plot_resolution(results, out: Path, readout_k: float):
                     color=COLOURS[name],
                     label=f"{LABELS[name]}: a = {f['stochastic']:.3f}, b = {100 * f['constant']:.1f} %")
         ax.plot(grid, np.sqrt(f["stochastic"] ** 2 / grid + f["constant"] ** 2), color=COLOURS[name], lw=1)
-    ax.plot(grid, SEED_K / np.sqrt(grid), "k:", lw=1, label=f"seed: {SEED_K} / sqrt(E)")
+    ax.errorbar([r["energy"] for r in readout], [r["core"] for r in readout], yerr=[r["core_err"] for r in readout],
+                fmt="kx", ms=6, label="readout: plain cell sum at fixed E (core width / response)")
+    ax.plot(grid, SEED_K / np.sqrt(grid), "k:", lw=1, label=f"seed (Geant4 toy): {SEED_K} / sqrt(E)")
     ax.set_yscale("log")
     ax.set_ylim(0.08, 2.0)
     ax.set_xlabel("true energy (GeV)")
     ax.set_ylabel("sigma / E  (core width of E_reco / E_true)")
-    ax.set_title(f"Toy calorimeter, electrons: resolution (readout: a = {readout_k:.3f} GeV^0.5)", fontsize=9)
+    ax.set_title("Toy calorimeter, electrons: resolution per 0.5 GeV bin, fits a/sqrt(E) (+) b above 0.5 GeV", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "resolution.png", dpi=130)
@@ -270,6 +292,8 @@ def markdown(summary) -> str:
             "| core width of (E_reco - E)/sqrt(E) (GeV^0.5) | RMS of it | fit a (GeV^0.5) / b | better than linear fit (core width) |\n"
             "|---|---|---|---|---|---|---|---|\n")
     lin_a = r["linear"]["resolution_fit"]["stochastic"]
+    ro = "\n".join(f"| {x['energy']:g} | {x['response']:.3f} | {x['core']:.3f} +- {x['core_err']:.3f} | {x['rms']:.3f} "
+                   f"| {x['core_sqrt_e']:.3f} | {x['rms_sqrt_e']:.3f} |" for x in summary["readout"])
     lines = [
         "# Toy calorimeter: 3-D CNN energy regression, MSE vs truncated-Gaussian likelihood",
         "",
@@ -283,9 +307,15 @@ def markdown(summary) -> str:
         "",
         head + "\n".join(rows),
         "",
-        f"Readout resolution (linear fit, bins above 0.5 GeV): sigma/E = {lin_a:.3f}/sqrt(E) (+) "
-        f"{100 * r['linear']['resolution_fit']['constant']:.1f} %; the seed's Geant4 toy (charged tracks counted in the "
-        f"scintillator) had {SEED_K}/sqrt(E).",
+        f"Readout resolution. Plain sum of all cells at fixed energies ({summary['readout'][0]['n']} electrons each, "
+        "same impact points; response = <sum>/E, widths of sum/<sum>):",
+        "",
+        "| E (GeV) | response | sigma/E core | sigma/E RMS | core x sqrt(E) (GeV^0.5) | RMS x sqrt(E) |\n|---|---|---|---|---|---|",
+        ro,
+        "",
+        f"Linear fit on the test set (bins above 0.5 GeV): sigma/E = {lin_a:.3f}/sqrt(E) (+) "
+        f"{100 * r['linear']['resolution_fit']['constant']:.1f} %. The seed's Geant4 toy (charged tracks counted in the "
+        f"scintillator) had sigma = {SEED_K} sqrt(E).",
         "",
         "Figures: `mean_error.png` (ME vs E, all three), `predicted_vs_true.png` (E_reco vs E_true with the mean per bin), "
         "`resolution.png` (sigma/E vs E with a/sqrt(E) (+) b fits).",
@@ -340,7 +370,13 @@ def main(argv=None):
     timings = {}
 
     det = dc.Detector.from_layout(dc.layout.toy())
-    k_train, k_val, k_test, k_boot = jax.random.split(jax.random.key(args.seed), 4)
+    k_train, k_val, k_test, k_boot, k_readout = jax.random.split(jax.random.key(args.seed), 5)
+    t0 = time.perf_counter()
+    readout = readout_resolution(det, key=k_readout, mode=args.mode)
+    timings["readout"] = time.perf_counter() - t0
+    for row in readout:
+        print(f"readout at {row['energy']:g} GeV: response {row['response']:.3f}, sigma/E core {row['core']:.3f} "
+              f"RMS {row['rms']:.3f}", flush=True)
     t0 = time.perf_counter()
     data = {name: simulate_electrons(det, sz[name], key=k, mode=args.mode)
             for name, k in (("train", k_train), ("val", k_val), ("test", k_test))}
@@ -384,13 +420,13 @@ def main(argv=None):
                     impact_half_square_mm=HALF_SQUARE_MM, pid=ELECTRON, model=dataclasses.asdict(MODEL),
                     train_config={n: dict(loss=c.loss, loss_options=c.loss_options, **base) for n, c in configs.items()},
                     train=sz["train"], val=sz["val"], test=sz["test"], epochs=sz["epochs"], bootstrap=sz["bootstrap"]),
-        linear_fit=dict(layer_weights=[float(v) for v in coef[:-1]], intercept_gev=float(coef[-1])),
+        readout=readout, linear_fit=dict(layer_weights=[float(v) for v in coef[:-1]], intercept_gev=float(coef[-1])),
         results=results, improvement=improvement, histories=histories, seconds=timings)
     summary["discussion"] = discussion(summary)
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     plot_mean_error(results, out)
     plot_predicted_vs_true(e_true, preds, results, out)
-    plot_resolution(results, out, results["linear"]["resolution_fit"]["stochastic"])
+    plot_resolution(results, out, readout)
     (out / "results.md").write_text(markdown(summary))
     print(markdown(summary))
     print(f"wrote {out}/results.md ({timings['total']:.0f} s)")
