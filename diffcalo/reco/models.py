@@ -24,7 +24,10 @@ channels (the layers of a sampling stack) become a depth axis with one feature c
 (:class:`Conv3D`, im2col + matmul as in 2-D). The padding rules are the same, with the lateral size
 max(H, W) deciding "auto"; "valid" shrinks all three axes, and "same" pools 2 x 2 x 2 while every
 axis is at least 4. The lateral axes stay axes 1 and 2, so the symmetry augmentation (flips and the
-x <-> y transpose of the maps) applies unchanged.
+x <-> y transpose of the maps) applies unchanged. Cost on the 8 x 8 x 17 toy (training, batch 256,
+one CPU core shared with another job): ~400 samples/s with the default channels (32, 32, 16), where
+the second layer's 27 x 32 x 32 products per output dominate; ~1000 samples/s with (8, 16, 8). XLA's
+native 3-D convolution measured 1.5-7x slower than im2col per layer.
 """
 
 from __future__ import annotations
