@@ -24,7 +24,7 @@ to the classical estimate, in units of the pad (5 mm) and of 0.01 in slope.
 
 Writes results.json, results.md and figures into ``--output``::
 
-    .venv/bin/python studies/luxe_ecal/run.py --quick      # ~10 minutes on two cores
+    .venv/bin/python studies/luxe_ecal/run.py --quick      # 7 minutes on two cores
     .venv/bin/python studies/luxe_ecal/run.py              # the full size
 """
 
@@ -450,7 +450,7 @@ def write_markdown(res, out):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small samples (about 10 minutes on two cores)")
+    ap.add_argument("--quick", action="store_true", help="small samples (7 minutes on two cores)")
     ap.add_argument("--size", choices=sorted(SIZES), default=None, help="sample size by name (--quick = quick)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-position", action="store_true")
