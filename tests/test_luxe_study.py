@@ -74,6 +74,9 @@ def test_image_inputs_normalise_the_maps_and_carry_the_classical_estimate():
     tgt = rng.normal(size=(7, 4))
     pos = image_inputs(cells, e_cal, e_cal, vectors=rng.normal(size=(7, 2, 2)), target=tgt)
     assert pos.vectors.shape == (7, 2, 2) and np.all(np.asarray(pos.base) == 0) and np.all(np.asarray(pos.scale) == 1)
+    signed = cells - 0.5                                     # relaxed-mode cells: mean near zero
+    m = np.asarray(image_inputs(signed, e_cal, e_cal).images)
+    np.testing.assert_allclose(np.abs(m).reshape(7, -1).mean(1), 1.0, rtol=1e-5)
     with pytest.raises(ValueError, match=r"cells must be \[n, layers, H, W\]"):
         image_inputs(cells[0], e_cal, e_cal)
     with pytest.raises(ValueError, match="e_cal has 6 entries for 7 images"):

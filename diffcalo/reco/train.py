@@ -209,8 +209,10 @@ def image_inputs(cells, e_true, e_cal, *, scalars=None, vectors=None, target=Non
         target: None for the energy task (the target is E_true); else [n, k] targets of a
             correction task (base 0, scale 1), vector pairs when the task turns them.
 
-    The maps are the cells divided by each image's mean cell (total / number of cells), so the
-    network sees the shape, the scalar branch the energy, and the maps are of order one. (Divided
+    The maps are the cells divided by each image's mean absolute cell (total / number of cells for
+    the non-negative realistic readout; signed relaxed-mode cells could otherwise divide by a mean
+    near zero), so the network sees the shape, the scalar branch the energy, and the maps are of
+    order one. (Divided
     by the total, as the cluster windows are, an 11 x 13 x 20 crop has cells ~1e-3 and convolution
     outputs of variance ~1e-7: BatchNorm's running variance, which starts at 1, then needs hundreds
     of steps to forget its start, and the evaluation-mode network differed from the trained one:
@@ -226,7 +228,7 @@ def image_inputs(cells, e_true, e_cal, *, scalars=None, vectors=None, target=Non
     for name, a in (("e_true", e_true), ("e_cal", e_cal)):
         if a.shape[0] != n:
             raise ValueError(f"image_inputs: {name} has {a.shape[0]} entries for {n} images")
-    mean = cells.reshape(n, -1).mean(axis=1)
+    mean = np.abs(cells).reshape(n, -1).mean(axis=1)        # |cells|: relaxed-mode cells are signed
     maps = np.moveaxis(cells / np.where(mean > 0, mean, 1.0)[:, None, None, None], 1, -1)
     sc = [np.log(e_cal / 10.0)[:, None]]
     if scalars is not None:
