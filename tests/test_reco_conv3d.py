@@ -31,6 +31,20 @@ def test_conv3d_equals_xla_convolution(kernel, padding):
         np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_conv2d_equals_xla_convolution(padding):
+    """Conv2D and Conv3D share one im2col implementation; the 2-D form against XLA too."""
+    with jax.enable_x64(True):
+        conv = Conv2D(2, 3, 3, padding, rngs=nnx.Rngs(0))
+        conv.kernel[...] = jnp.asarray(conv.kernel[...], jnp.float64)
+        conv.bias[...] = jax.random.normal(jax.random.key(2), (3,), jnp.float64)
+        x = jax.random.normal(jax.random.key(1), (4, 6, 7, 2), jnp.float64)
+        w = conv.kernel[...].reshape(3, 3, 2, 3)
+        ref = jax.lax.conv_general_dilated(x, w, (1, 1), padding.upper(),
+                                           dimension_numbers=("NHWC", "HWIO", "NHWC")) + conv.bias[...]
+        np.testing.assert_allclose(np.asarray(conv(x)), np.asarray(ref), rtol=1e-12, atol=1e-12)
+
+
 def test_plan_shrinks_all_three_axes_and_leaves_2d_unchanged():
     layers, size = ModelConfig(conv_dims=3).plan(*TOY_SHAPE)
     assert size == (2, 2, 11) and [k for k, _, _ in layers] == [3, 3, 3]

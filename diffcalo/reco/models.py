@@ -33,6 +33,7 @@ native 3-D convolution measured 1.5-7x slower than im2col per layer.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import jax
@@ -106,49 +107,44 @@ class ModelConfig:
         return layers, tuple(size)
 
 
-class Conv2D(nnx.Module):
+class _ImToCol(nnx.Module):
+    """N-D convolution ([B, *spatial, C], channels last) as im2col + one matrix product; ``padding``
+    "same" or "valid". The kernel is stored as [k**dims * c_in, c_out] with the patch offsets along
+    the spatial axes in row-major order, then the input channels."""
+
+    dims = 2
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, padding: str, *, rngs: nnx.Rngs):
+        self.kernel_size = kernel
+        self.padding = padding
+        self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), (kernel ** self.dims * c_in, c_out)))
+        self.bias = nnx.Param(jnp.zeros((c_out,)))
+
+    def __call__(self, x):
+        k = self.kernel_size
+        if k == 1:
+            return x @ self.kernel[...] + self.bias[...]
+        if self.padding == "same":
+            p = k // 2
+            x = jnp.pad(x, ((0, 0),) + ((p, p),) * self.dims + ((0, 0),))
+        sizes = [x.shape[1 + a] - k + 1 for a in range(self.dims)]
+        patches = jnp.concatenate(
+            [x[(slice(None),) + tuple(slice(o, o + n) for o, n in zip(offset, sizes))]
+             for offset in itertools.product(range(k), repeat=self.dims)], axis=-1)
+        return patches @ self.kernel[...] + self.bias[...]
+
+
+class Conv2D(_ImToCol):
     """2-D convolution (NHWC) as im2col + matmul; ``padding`` "same" or "valid"."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, padding: str, *, rngs: nnx.Rngs):
-        self.kernel_size = kernel
-        self.padding = padding
-        self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), (kernel * kernel * c_in, c_out)))
-        self.bias = nnx.Param(jnp.zeros((c_out,)))
-
-    def __call__(self, x):
-        k = self.kernel_size
-        if k == 1:
-            return x @ self.kernel[...] + self.bias[...]
-        if self.padding == "same":
-            p = k // 2
-            x = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-        h, w = x.shape[1] - k + 1, x.shape[2] - k + 1
-        patches = jnp.concatenate([x[:, i:i + h, j:j + w, :] for i in range(k) for j in range(k)], axis=-1)
-        return patches @ self.kernel[...] + self.bias[...]
+    dims = 2
 
 
-class Conv3D(nnx.Module):
+class Conv3D(_ImToCol):
     """3-D convolution ([B, H, W, D, C], channels last) as im2col + matmul; ``padding`` "same" or
-    "valid". The kernel is stored as [k * k * k * c_in, c_out] with the patch offsets (i, j, l) along
-    (H, W, D) in row-major order, then the input channels."""
+    "valid"; patch offsets (i, j, l) along (H, W, D) in row-major order, then the input channels."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, padding: str, *, rngs: nnx.Rngs):
-        self.kernel_size = kernel
-        self.padding = padding
-        self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), (kernel ** 3 * c_in, c_out)))
-        self.bias = nnx.Param(jnp.zeros((c_out,)))
-
-    def __call__(self, x):
-        k = self.kernel_size
-        if k == 1:
-            return x @ self.kernel[...] + self.bias[...]
-        if self.padding == "same":
-            p = k // 2
-            x = jnp.pad(x, ((0, 0), (p, p), (p, p), (p, p), (0, 0)))
-        h, w, d = x.shape[1] - k + 1, x.shape[2] - k + 1, x.shape[3] - k + 1
-        patches = jnp.concatenate([x[:, i:i + h, j:j + w, l:l + d, :]
-                                   for i in range(k) for j in range(k) for l in range(k)], axis=-1)
-        return patches @ self.kernel[...] + self.bias[...]
+    dims = 3
 
 
 def _pool2(x):
