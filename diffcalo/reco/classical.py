@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["ClassicalReco", "ClassicalEstimate", "cluster_sum", "log_weighted_centroid", "weighted_time",
-           "section_slope", "window_centre"]
+           "section_slope", "window_centre", "lstsq_line"]
 
 #: Minimum calibration clusters per region.
 MIN_CALIBRATION = 50
@@ -106,7 +106,8 @@ class ClassicalEstimate:
     raw_sum: np.ndarray
 
 
-def _lstsq_line(x, y):
+def lstsq_line(x, y):
+    """Least-squares (intercept, slope) of y against x."""
     a = np.stack([np.ones_like(x), x], axis=1)
     (p0, p1), *_ = np.linalg.lstsq(a, y, rcond=None)
     return float(p0), float(p1)
@@ -156,7 +157,7 @@ class ClassicalReco:
                 raise ValueError(f"ClassicalReco.fit: region {int(r)} has a single true energy "
                                  f"({e_true[m][0]} GeV); the linear energy calibration needs at least two")
             cell = float(np.median(np.asarray(clusters.cell_size_mm)[m]))
-            p0, p1 = _lstsq_line(raw["sum"][m], e_true[m])
+            p0, p1 = lstsq_line(raw["sum"][m], e_true[m])
             # parallax: global position scale s, then the S-curve on the corrected offset
             centre = raw["centre"][m]
             glob = centre + cell * raw["u"][m]
@@ -175,7 +176,7 @@ class ClassicalReco:
             table["t_delay"] = float(np.nanmedian(tw - t_true[m])) if np.isfinite(t_true[m]).any() else 0.0
             if raw["n_sections"] >= 2:
                 g = raw["slope"][m] * cell          # mm per section
-                a0, a1 = _lstsq_line(g.ravel(), slope_true[m].ravel())
+                a0, a1 = lstsq_line(g.ravel(), slope_true[m].ravel())
                 table.update(slope0=a0, slope1=a1)
             self.tables[str(int(r))] = table
         return self

@@ -45,7 +45,7 @@ import numpy as np
 
 import diffcalo as dc
 from diffcalo.metrics import binned_resolution, core_width, energy_curve, fit_resolution
-from diffcalo.reco.classical import log_weighted_centroid
+from diffcalo.reco.classical import lstsq_line as fit_line, log_weighted_centroid
 from diffcalo.reco.models import ModelConfig
 from diffcalo.reco.train import TrainConfig, image_inputs, train
 
@@ -137,12 +137,6 @@ def shuffled(s: ShowerSet, seed: int) -> ShowerSet:
 
 
 # ---- classical estimates --------------------------------------------------------------------------------
-def fit_line(x, y):
-    """Least-squares (intercept, slope) of y against x."""
-    a = np.stack([np.ones_like(x), x], axis=1)
-    return np.linalg.lstsq(a, y, rcond=None)[0]
-
-
 def layer_depths_mm(det) -> np.ndarray:
     """Depth of each silicon layer's centre behind the front face (mm)."""
     tech = det.technologies[0]
