@@ -216,14 +216,16 @@ def run_energy(det, size, key, out, log, cache_dir=None):
     cal = lambda s: c0 + c1 * s.total                                          # noqa: E731
     inputs = lambda s: image_inputs(s.cells, s.e, cal(s))                     # noqa: E731
     preds = {name: {"classical": cal(t)} for name, t in tests.items()}
+    inp_tr, inp_va = inputs(tr), inputs(va)                   # built once, shared by the five trainings
+    inp_tests = {name: inputs(t) for name, t in tests.items()}
     history = {}
     for loss in LOSSES:
         t1 = time.perf_counter()
         cfg = TrainConfig(loss=loss, loss_options=LOSS_OPTIONS.get(loss, {}), epochs=size["epochs"], patience=8,
                           batch_size=256, learning_rate=2e-3, **SEED_REGULARISATION)
-        net = train("energy", inputs(tr), inputs(va), model_config=SEED_MODEL, config=cfg, progress=True)
-        for name, t in tests.items():
-            preds[name][loss] = net.predict(inputs(t))[:, 0]
+        net = train("energy", inp_tr, inp_va, model_config=SEED_MODEL, config=cfg, progress=True)
+        for name, inp in inp_tests.items():
+            preds[name][loss] = net.predict(inp)[:, 0]
         history[loss] = dict(seconds=time.perf_counter() - t1, best_epoch=net.history["best_epoch"],
                              epochs_run=net.history["epochs_run"])
         log(f"energy {loss}: {history[loss]['seconds']:.0f} s, best epoch {net.history['best_epoch']}/"
