@@ -34,10 +34,12 @@ import pathlib
 import tomllib
 from typing import Any
 
+from diffcalo.errors import DiffcaloError
+
 __all__ = ["SimulationConfig", "load_simulation_config", "RecoConfig", "load_reco_config", "ConfigError"]
 
 
-class ConfigError(ValueError):
+class ConfigError(DiffcaloError, ValueError):
     """A config value that is not allowed: the message names key, value and what is allowed."""
 
 
@@ -138,8 +140,8 @@ def load_simulation_config(path) -> SimulationConfig:
         for i, r in enumerate(lay["regions"]):
             if not isinstance(r, dict) or not {"name", "technology", "cell_size_mm", "modules_x", "modules_y"} <= set(r) \
                     or set(r) - region_keys:
-                raise _fail(f"layout.regions[{i}]", r, f"a table with keys name, technology, cell_size_mm, modules_x, "
-                            f"modules_y and optionally sections")
+                raise _fail(f"layout.regions[{i}]", r, "a table with keys name, technology, cell_size_mm, modules_x, "
+                            "modules_y and optionally sections")
         kw["layout"] = dict(lay)
 
     def positive_int(key, value):

@@ -30,6 +30,8 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from diffcalo.errors import DiffcaloError
+
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "FIELDS", "DatasetError", "DatasetWriter", "write_clusters",
            "read_clusters", "iter_clusters", "dataset_info", "import_calochallenge"]
 
@@ -51,7 +53,7 @@ _ADDED_IN = {"t_true": 2}
 _FINITE = ("energy", "time", "e_true", "x", "y", "tx", "ty")
 
 
-class DatasetError(ValueError):
+class DatasetError(DiffcaloError, ValueError):
     """A dataset file that cannot be used: names the file and what is wrong."""
 
 

@@ -79,8 +79,8 @@ def test_sample_shape_reproduces_mean_and_correlation():
 
 
 # ---- properties (hypothesis) ------------------------------------------------------------------------------
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 _coord = st.floats(-60.0, 60.0, allow_nan=False)
 _radius = st.floats(0.05, 30.0, allow_nan=False)

@@ -1,6 +1,5 @@
 """Config validation and the simulate / inspect commands (datasets, determinism, plots)."""
 
-import pathlib
 
 import numpy as np
 import pytest

@@ -5,7 +5,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-import diffcalo as dc
 from diffcalo.layout import lhcb_current, lhcb_upgrade2_baseline, luxe, preset, toy
 
 

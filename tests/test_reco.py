@@ -15,7 +15,6 @@ from diffcalo import metrics
 from diffcalo.reco import losses
 from diffcalo.reco.classical import ClassicalReco, log_weighted_centroid, weighted_time
 from diffcalo.reco.models import ModelConfig
-from diffcalo.reco.pipeline import Reconstruction
 from diffcalo.reco.train import (Inputs, TrainConfig, TrainedNet, TrainingError, _augment, _train_epoch, energy_inputs,
                                  prepare, train)
 

@@ -1,7 +1,6 @@
 """Technology registry, the plugin path, and the conformance suite every technology must pass."""
 
 import dataclasses
-import warnings
 
 import jax
 import jax.numpy as jnp

@@ -43,6 +43,8 @@ from diffcalo.reco import losses as _losses
 from diffcalo.reco.classical import ClassicalReco, cluster_sum, window_centre
 from diffcalo.reco.models import ModelConfig, Regressor
 
+from diffcalo.errors import DiffcaloError
+
 __all__ = ["TASKS", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "TrainingError", "Inputs", "prepare", "train",
            "TrainedNet", "energy_inputs", "image_inputs"]
 
@@ -54,7 +56,7 @@ SLOPE_UNIT = 0.1
 _TIME_CLIP = 50.0
 
 
-class TrainingError(RuntimeError):
+class TrainingError(DiffcaloError, RuntimeError):
     """Training cannot go on (diverged, or the data cannot train this model); the message says why."""
 
 

@@ -37,7 +37,6 @@ def background_deposits(key, model, tab, cell, cx, cy, window: int, x_edges, mod
     (cx, cy) [n] the window centres on the wall, ``x_edges`` [K+1, n] the window's cell edges
     relative to its centre.
     """
-    from diffcalo.particles import PHOTON
     from diffcalo.simulation.core import (SPEED_OF_LIGHT_MM_PER_NS, _map_chunks, _shower_cells,
                                           poisson_counts)
 

@@ -20,6 +20,8 @@ import pathlib
 import sqlite3
 import time
 
+from diffcalo.errors import DiffcaloError
+
 __all__ = ["Journal", "JournalError", "STATUSES", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
@@ -48,7 +50,7 @@ CREATE TABLE evaluations (
 """
 
 
-class JournalError(RuntimeError):
+class JournalError(DiffcaloError, RuntimeError):
     """A journal file that cannot be used; the message names the file and the problem."""
 
 

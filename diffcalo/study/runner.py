@@ -39,6 +39,8 @@ import traceback
 from diffcalo.study.config import FIGURES_OF_MERIT, StudyConfig
 from diffcalo.study.journal import Journal, JournalError
 
+from diffcalo.errors import DiffcaloError
+
 __all__ = ["run_study", "make_executor", "WORKER_ENV", "StudyError"]
 
 #: Environment of worker processes: one thread each for the BLAS libraries. (XLA ignores its old
@@ -48,7 +50,7 @@ __all__ = ["run_study", "make_executor", "WORKER_ENV", "StudyError"]
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-class StudyError(RuntimeError):
+class StudyError(DiffcaloError, RuntimeError):
     """A study that cannot run or resume; the message says why."""
 
 

@@ -50,7 +50,7 @@ class Registry:
                 if not isinstance(tech, Technology):
                     raise TypeError(f"resolves to {type(tech).__name__}, not a Technology")
                 tech.validate()
-            except Exception as exc:  # a broken plugin must not take the others down
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the others down
                 warnings.warn(f"diffcalo: technology plugin {ep.name!r} ({ep.value}) was skipped: {exc}",
                               RuntimeWarning, stacklevel=3)
                 continue
