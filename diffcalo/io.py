@@ -33,7 +33,8 @@ import numpy as np
 from diffcalo.errors import DiffcaloError
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "FIELDS", "DatasetError", "DatasetWriter", "write_clusters",
-           "read_clusters", "iter_clusters", "dataset_info", "import_calochallenge"]
+           "read_clusters", "iter_clusters", "dataset_info", "import_calochallenge", "write_text_atomic",
+           "temporary_sibling"]
 
 SCHEMA = "diffcalo.clusters"
 SCHEMA_VERSION = 2
@@ -55,6 +56,52 @@ _FINITE = ("energy", "time", "e_true", "x", "y", "tx", "ty")
 
 class DatasetError(DiffcaloError, ValueError):
     """A dataset file that cannot be used: names the file and what is wrong."""
+
+
+def temporary_sibling(path) -> pathlib.Path:
+    """The hidden temporary name beside ``path`` that a write goes to before its rename
+    (``.NAME.tmp-PID``); temporary files of dead processes on this host are removed first."""
+    path = pathlib.Path(path)
+    _remove_stale_temporaries(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _remove_stale_temporaries(path: pathlib.Path) -> None:
+    """Delete ``.NAME.tmp-PID`` files beside ``path`` left by processes that no longer run (killed
+    writers). A PID that is alive, or unknown, is left alone."""
+    try:
+        siblings = list(path.parent.glob(f".{path.name}.tmp-*"))
+    except OSError:
+        return
+    for tmp in siblings:
+        try:
+            pid = int(tmp.name.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:         # alive under another user, or no permission to ask
+            continue
+
+
+def write_text_atomic(path, text: str) -> pathlib.Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename: the final name holds either the
+    old content or the whole new one, never a part (a full disk leaves no temporary file)."""
+    path = pathlib.Path(path)
+    tmp = temporary_sibling(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def _h5py():
@@ -93,7 +140,7 @@ class DatasetWriter:
             raise ValueError(f"config: not JSON-serialisable ({exc})") from None
         self._seed = -1 if seed is None else int(seed)
         self._chunk = chunk_size
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self._tmp = temporary_sibling(self.path)
         self._file = None
         self._n = 0
 

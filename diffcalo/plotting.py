@@ -25,15 +25,27 @@ def _blend(colour, weight):
 
 
 def _save(fig, path, tight: bool = True) -> pathlib.Path:
-    """Lay out, write (creating the folder) and close a figure; return the path."""
+    """Lay out, write (creating the folder; through a temporary file and a rename, so a failed write
+    leaves no partial image) and close a figure; return the path."""
+    import os
+
     import matplotlib.pyplot as plt
 
-    if tight:
-        fig.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    from diffcalo.io import temporary_sibling
+
+    try:
+        if tight:
+            fig.tight_layout()
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_sibling(path)
+        try:
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    finally:
+        plt.close(fig)
     return path
 
 

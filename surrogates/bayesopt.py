@@ -93,6 +93,21 @@ class _AskTell:
                     del self.pending[i]
                     break
 
+    def record_ask(self, designs) -> None:
+        """Replay an earlier ask that returned ``designs`` (resuming from a record of the proposals): the
+        designs become pending and the ask counter advances exactly as :meth:`ask` did. Telling the
+        same results in the same order afterwards restores the state of the uninterrupted run, so its
+        next proposals are identical.
+
+        Raises:
+            SpaceError: a design with unknown or missing names or out-of-range values.
+        """
+        designs = [designs] if isinstance(designs, dict) else list(designs)
+        for d in designs:
+            self.space.validate(d)
+        self.pending += [_jsonable(d) for d in designs]
+        self.n_asks += 1
+
     def _key(self, d: dict):
         return tuple(np.round(self.space.encode(d), 12))
 

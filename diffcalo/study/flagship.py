@@ -63,22 +63,25 @@ def run_flagship(cfg: StudyConfig | dict, out_dir, *, resume: bool = False, exec
                  log=print) -> pathlib.Path:
     """Run the baselines and the GP and random-search studies into ``out_dir`` with one executor (the
     config's unless given); returns summary.md."""
+    from diffcalo.study.lock import RunLock
     from diffcalo.study.runner import make_executor
 
     cfg = cfg if isinstance(cfg, StudyConfig) else study_config_from_dict(cfg)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    own = executor is None
-    executor = executor or make_executor(cfg.executor, cfg.workers, cfg.scheduler)
-    try:
-        return _run(cfg, out, resume, executor, progress, log, t0)
-    finally:
-        if own:
-            executor.close()
+    with RunLock(out, log=log):
+        own = executor is None
+        executor = executor or make_executor(cfg.executor, cfg.workers, cfg.scheduler)
+        try:
+            return _run(cfg, out, resume, executor, progress, log, t0)
+        finally:
+            if own:
+                executor.close()
 
 
 def _run(cfg, out, resume, executor, progress, log, t0) -> pathlib.Path:
+    from diffcalo.io import write_text_atomic
     from diffcalo.study.report import write_report
     from diffcalo.study.runner import run_study
 
@@ -87,15 +90,15 @@ def _run(cfg, out, resume, executor, progress, log, t0) -> pathlib.Path:
         baselines = json.loads(bpath.read_text())
     else:
         baselines = _evaluate_baselines(cfg, executor, log)
-        bpath.write_text(json.dumps(baselines, indent=1))
+        write_text_atomic(bpath, json.dumps(baselines, indent=1))
     runs = {}
     for kind in ("gp", "random"):
         c = dataclasses.replace(cfg, optimizer=kind, name=f"{cfg.name}-{kind}")
         run_dir = out / kind
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "baselines.json").write_text(json.dumps(baselines, indent=1))
+        write_text_atomic(run_dir / "baselines.json", json.dumps(baselines, indent=1))
         log(f"{kind}: {c.evaluations} evaluations")
-        j = run_study(c, run_dir, resume=resume and (run_dir / "journal.sqlite").exists(), executor=executor,
+        j = run_study(c, run_dir, resume=resume, executor=executor,
                       progress=progress, log=log)
         runs[kind] = j.records()
         j.close()
@@ -118,6 +121,4 @@ def _run(cfg, out, resume, executor, progress, log, t0) -> pathlib.Path:
         note = "" if b.get("within_budget", True) else " (over budget)"
         lines.append(f"| {name} | {val} | {b['cost']:.0f}{note} | preset layout |")
     lines += ["", "Reports: [gp/report.md](gp/report.md), [random/report.md](random/report.md)."]
-    path = out / "summary.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_text_atomic(out / "summary.md", "\n".join(lines) + "\n")

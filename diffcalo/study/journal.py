@@ -1,32 +1,39 @@
 r"""The crash-safe journal of a study: one SQLite file, WAL mode, written only by the driver.
 
-Every evaluation is a row: its design (JSON), seed, status (``pending`` -> ``running`` -> ``done`` or
-``failed``), metrics (JSON), figure of merit, cost, timings (JSON), worker and error text. Each change
-is one transaction with ``synchronous=FULL``: a driver killed at any instant leaves the journal at
-the last committed change. On resume (:meth:`Journal.requeue_running`) the rows that were running
-when the driver died go back to pending, so no evaluation is lost; an evaluation is only ever
-recorded done once (the status change is conditional on the row still being running).
+Every evaluation is a row: its design (JSON), seed, proposal batch, status (``pending`` -> ``running``
+-> ``done`` or ``failed``), metrics (JSON), figure of merit, cost, timings (JSON), worker and error
+text. Each change is one transaction with ``synchronous=FULL``: a driver killed at any instant leaves
+the journal at the last committed change. On resume (:meth:`Journal.requeue_running`) the rows that
+were running when the driver died go back to pending, so no evaluation is lost; an evaluation is only
+ever recorded done once (the status change is conditional on the row still being running).
 
-The ``meta`` table holds the schema version and the fully resolved study config. Opening a file
-that is not a journal, of another schema version, or damaged (``PRAGMA integrity_check``) raises
-:class:`JournalError` naming the file and the problem.
+The ``meta`` table holds the schema version, the fully resolved study config and, for a sweep, its
+list of designs (:meth:`Journal.set_meta`). A journal is built in a hidden temporary file and linked
+to its final name only once complete, so a reader never sees a half-made journal and a failed
+start (full disk, interrupted) leaves no file behind. Opening a file that is not a journal, of
+another schema version, or damaged (``PRAGMA integrity_check``) raises :class:`JournalError` naming
+the file and the problem; so does reading a row whose JSON is garbled (naming the row and column).
+Version-1 journals (no ``batch`` column) are read for reports; they cannot be resumed.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import pathlib
 import sqlite3
 import time
 
 from diffcalo.errors import DiffcaloError
 
-__all__ = ["Journal", "JournalError", "STATUSES", "SCHEMA_VERSION"]
+__all__ = ["Journal", "JournalError", "STATUSES", "SCHEMA_VERSION", "READABLE_VERSIONS"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions this module opens (version 1 had no ``batch`` column: read-only use).
+READABLE_VERSIONS = (1, 2)
 STATUSES = ("pending", "running", "done", "failed")
-_COLUMNS = ("id", "design", "seed", "status", "fom", "cost", "metrics", "timings", "worker", "error",
+_COLUMNS = ("id", "design", "seed", "batch", "status", "fom", "cost", "metrics", "timings", "worker", "error",
             "t_created", "t_started", "t_finished", "attempts")
 
 _SCHEMA = """
@@ -35,6 +42,7 @@ CREATE TABLE evaluations (
     id INTEGER PRIMARY KEY,
     design TEXT NOT NULL,
     seed INTEGER NOT NULL,
+    batch INTEGER,
     status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
     fom REAL,
     cost REAL,
@@ -67,11 +75,15 @@ class Journal:
     def __init__(self, path: pathlib.Path, con: sqlite3.Connection):
         self.path = path
         self._con = con
+        self.version = SCHEMA_VERSION
 
     # -- creating and opening ---------------------------------------------------------------------------
     @classmethod
     def create(cls, path, config: dict) -> "Journal":
         """A new journal at ``path`` holding the resolved study ``config``.
+
+        The journal is written to a hidden temporary file beside ``path`` and hard-linked to ``path``
+        when complete (no reader ever sees a half-made journal; a failure leaves nothing behind).
 
         Raises:
             FileExistsError: ``path`` exists (resume it with :meth:`open` instead).
@@ -80,16 +92,30 @@ class Journal:
         if path.exists():
             raise FileExistsError(f"{path}: a journal exists already; resume it (--resume) or choose another run directory")
         path.parent.mkdir(parents=True, exist_ok=True)
-        con = _connect(path)
-        with con:
-            con.execute("BEGIN")
-            for stmt in _SCHEMA.strip().split(";\n"):
-                if stmt.strip():
-                    con.execute(stmt)
-            con.executemany("INSERT INTO meta VALUES (?, ?)", [
-                ("schema", "diffcalo.journal"), ("schema_version", str(SCHEMA_VERSION)),
-                ("config", json.dumps(config, sort_keys=True)), ("created", repr(time.time()))])
-        return cls(path, con)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            for stale in (tmp, *(tmp.with_name(tmp.name + s) for s in ("-wal", "-shm", "-journal"))):
+                stale.unlink(missing_ok=True)
+            con = _connect(tmp)
+            try:
+                with con:
+                    con.execute("BEGIN")
+                    for stmt in _SCHEMA.strip().split(";\n"):
+                        if stmt.strip():
+                            con.execute(stmt)
+                    con.executemany("INSERT INTO meta VALUES (?, ?)", [
+                        ("schema", "diffcalo.journal"), ("schema_version", str(SCHEMA_VERSION)),
+                        ("config", json.dumps(config, sort_keys=True)), ("created", repr(time.time()))])
+            finally:
+                con.close()                  # checkpoints the WAL into the file and removes it
+            try:
+                os.link(tmp, path)           # atomic, and never replaces a journal made meanwhile
+            except FileExistsError:
+                raise FileExistsError(f"{path}: a journal exists already (made by another driver just now); "
+                                      "resume it (--resume) or choose another run directory") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return cls(path, _connect(path))
 
     @classmethod
     def open(cls, path) -> "Journal":
@@ -100,6 +126,9 @@ class Journal:
         try:
             with open(path, "rb") as f:
                 head = f.read(16)
+            if not head:
+                raise JournalError(f"{path}: the file is empty (not a journal: a diffcalo journal is never empty; "
+                                   "remove it and start the study again)")
             if head != b"SQLite format 3\x00":
                 raise JournalError(f"{path}: not a SQLite file (corrupted or not a journal)")
             con = _connect(path)
@@ -111,10 +140,12 @@ class Journal:
             raise JournalError(f"{path}: the journal cannot be read (corrupted?): {exc}") from None
         if meta.get("schema") != "diffcalo.journal":
             raise JournalError(f"{path}: not a diffcalo journal (schema = {meta.get('schema')!r})")
-        if meta.get("schema_version") != str(SCHEMA_VERSION):
+        if meta.get("schema_version") not in {str(v) for v in READABLE_VERSIONS}:
             raise JournalError(f"{path}: journal schema version {meta.get('schema_version')}; this diffcalo reads "
-                               f"version {SCHEMA_VERSION}")
-        return cls(path, con)
+                               f"versions {', '.join(map(str, READABLE_VERSIONS))}")
+        journal = cls(path, con)
+        journal.version = int(meta["schema_version"])
+        return journal
 
     def close(self) -> None:
         self._con.close()
@@ -127,18 +158,38 @@ class Journal:
 
     @property
     def config(self) -> dict:
-        return json.loads(self._con.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
+        """The resolved study config the journal was started with."""
+        return self.get_meta("config")
+
+    def get_meta(self, key: str, default=None):
+        """A JSON value of the ``meta`` table (``default`` if absent)."""
+        row = self._con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return default
+        try:
+            return json.loads(row[0])
+        except (json.JSONDecodeError, TypeError):
+            raise JournalError(f"{self.path}: meta {key!r} is not valid JSON (the journal was edited or damaged)") from None
+
+    def set_meta(self, key: str, value) -> None:
+        """Store a JSON value in the ``meta`` table (one transaction)."""
+        with self._con:
+            self._con.execute("BEGIN IMMEDIATE")
+            self._con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, sort_keys=True)))
 
     # -- changes (one transaction each) ---------------------------------------------------------------------
-    def add(self, designs, seeds) -> list[int]:
-        """Record new pending evaluations; returns their ids."""
+    def add(self, designs, seeds, batch: int | None = None) -> list[int]:
+        """Record new pending evaluations (proposed together as ``batch``); returns their ids."""
+        if self.version < 2:
+            raise JournalError(f"{self.path}: a version-{self.version} journal is read-only for this diffcalo")
         now = time.time()
         ids = []
         with self._con:
             self._con.execute("BEGIN IMMEDIATE")
             for d, s in zip(designs, seeds):
-                cur = self._con.execute("INSERT INTO evaluations (design, seed, status, t_created) VALUES (?, ?, 'pending', ?)",
-                                        (json.dumps(d, sort_keys=True), int(s), now))
+                cur = self._con.execute("INSERT INTO evaluations (design, seed, batch, status, t_created) "
+                                        "VALUES (?, ?, ?, 'pending', ?)",
+                                        (json.dumps(d, sort_keys=True), int(s), batch, now))
                 ids.append(int(cur.lastrowid))
         return ids
 
@@ -188,15 +239,34 @@ class Journal:
         """All evaluations (or those with ``status``) in id order, JSON fields decoded."""
         if status is not None and status not in STATUSES:
             raise ValueError(f"status = {status!r}; allowed: {', '.join(STATUSES)}")
-        q = f"SELECT {', '.join(_COLUMNS)} FROM evaluations" + (" WHERE status = ?" if status else "") + " ORDER BY id"
+        cols = _COLUMNS if self.version >= 2 else tuple(c for c in _COLUMNS if c != "batch")
+        q = f"SELECT {', '.join(cols)} FROM evaluations" + (" WHERE status = ?" if status else "") + " ORDER BY id"
         rows = self._con.execute(q, (status,) if status else ()).fetchall()
         out = []
         for row in rows:
-            r = dict(zip(_COLUMNS, row))
+            r = dict(zip(cols, row))
+            r.setdefault("batch", None)
             for k in ("design", "metrics", "timings"):
-                r[k] = json.loads(r[k]) if r[k] else ({} if k != "design" else None)
+                try:
+                    r[k] = json.loads(r[k]) if r[k] else ({} if k != "design" else None)
+                except (json.JSONDecodeError, TypeError):
+                    raise JournalError(f"{self.path}: evaluation {r['id']}: column {k!r} is not valid JSON "
+                                       f"({str(r[k])[:60]!r}; the journal was edited or damaged)") from None
+            if not isinstance(r["design"], dict) or not isinstance(r["metrics"], dict) or \
+                    not isinstance(r["timings"], dict):
+                raise JournalError(f"{self.path}: evaluation {r['id']}: design, metrics and timings must be JSON "
+                                   "objects (the journal was edited or damaged)")
+            for k in ("fom", "cost"):
+                if r[k] is not None and not isinstance(r[k], (int, float)):
+                    raise JournalError(f"{self.path}: evaluation {r['id']}: {k} = {r[k]!r} is not a number "
+                                       "(the journal was edited or damaged)")
             out.append(r)
         return out
+
+    def best_fom(self, *, minimize: bool = True) -> float | None:
+        """The best figure of merit of the done evaluations (None before the first)."""
+        row = self._con.execute(f"SELECT {'MIN' if minimize else 'MAX'}(fom) FROM evaluations WHERE status = 'done'").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     def counts(self) -> dict:
         c = dict(self._con.execute("SELECT status, COUNT(*) FROM evaluations GROUP BY status").fetchall())

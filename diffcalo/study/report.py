@@ -14,6 +14,7 @@ import pathlib
 
 import numpy as np
 
+from diffcalo.io import write_text_atomic
 from diffcalo.study.config import FIGURES_OF_MERIT, study_config_from_dict
 from diffcalo.study.runner import load_journal
 
@@ -76,9 +77,7 @@ def write_report(run_dir) -> pathlib.Path:
              "unfinished.", ""]
     if not done:
         lines.append("No successful evaluation yet.")
-        path = run_dir / "report.md"
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        return write_text_atomic(run_dir / "report.md", "\n".join(lines) + "\n")
     fom = np.array([r["fom"] for r in done])
     cost = np.array([r["cost"] for r in done])
     ids = np.array([r["id"] for r in done])
@@ -182,6 +181,4 @@ def write_report(run_dir) -> pathlib.Path:
             lines.append(f"| {name} | {b.get('fom', float('nan')):.4g} | {b.get('cost', float('nan')):.0f} |")
         lines.append("")
     lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_text_atomic(run_dir / "report.md", "\n".join(lines) + "\n")

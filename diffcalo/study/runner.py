@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
+import math
 import os
 import pathlib
 import time
@@ -110,6 +111,9 @@ def _call(objective, config, design, seed):
     t0 = time.perf_counter()
     try:
         out = objective(config, design, seed)
+        fom = out.get("fom")
+        if not isinstance(fom, (int, float)) or not math.isfinite(fom):
+            raise FloatingPointError(f"the objective returned fom = {fom!r} (a finite number is needed)")
         out.setdefault("timings", {}).setdefault("total", time.perf_counter() - t0)
         out["status"] = "done"
     except Exception as exc:                 # noqa: BLE001 - every failure is recorded
@@ -238,104 +242,205 @@ def _result_of(future):
         return dict(status="failed", error=f"{type(exc).__name__}: {exc}", timings={}, worker="")
 
 
+def _config_differences(stored: dict, now: dict) -> list[str]:
+    keys = sorted(set(stored) | set(now))
+    return [f"{k}: journal {stored.get(k, '(absent)')!r}, now {now.get(k, '(absent)')!r}" for k in keys
+            if stored.get(k) != now.get(k)]
+
+
+def _open_journal(cfg_dict: dict, run_dir: pathlib.Path, designs, resume: bool, log) -> Journal:
+    """The run directory's journal: created for a new study (with the sweep's design list), or opened
+    and checked for a resumed one (same config, same design list, a version that can be replayed)."""
+    from diffcalo.io import write_text_atomic
+
+    jpath = run_dir / "journal.sqlite"
+    mode = "sweep" if designs is not None else "optimize"
+    canonical = json.loads(json.dumps(designs, sort_keys=True)) if designs is not None else None
+    if resume and jpath.exists():
+        journal = Journal.open(jpath)
+        try:
+            if journal.version < 2:
+                raise StudyError(f"{jpath}: a version-{journal.version} journal (an older diffcalo): its proposals "
+                                 "cannot be replayed; its report still works (diffcalo report), start a new run "
+                                 "directory to continue the study")
+            diff = _config_differences(journal.config, json.loads(json.dumps(cfg_dict, sort_keys=True)))
+            if diff:
+                raise StudyError(f"{jpath}: the study config differs from the one the journal was started with "
+                                 f"({'; '.join(diff)}); resume with the same config (its copy is in config.json)")
+            stored_mode = journal.get_meta("mode", "optimize")
+            if stored_mode != mode:
+                raise StudyError(f"{jpath}: this run directory holds a {stored_mode} study; resume it with "
+                                 f"'diffcalo {stored_mode} ... --resume'")
+            if canonical is not None:
+                stored = journal.get_meta("designs")
+                if stored != canonical:
+                    n = len(stored or [])
+                    first = next((i for i, (a, b) in enumerate(zip(stored or [], canonical)) if a != b),
+                                 min(n, len(canonical)))
+                    raise StudyError(f"{jpath}: the sweep's design list differs from the one the journal was started "
+                                     f"with ({n} designs stored, {len(canonical)} given; first difference at design "
+                                     f"{first}); resume with the same --designs / --lhs, or start a new run directory")
+        except BaseException:
+            journal.close()
+            raise
+        requeued = journal.requeue_running()
+        if requeued:
+            log(f"resume: {requeued} evaluation(s) that were running are queued again")
+        return journal
+    if resume:
+        log(f"resume: {run_dir} has no journal yet (the study never started): starting it")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.json", json.dumps(cfg_dict, indent=1))
+    journal = Journal.create(jpath, cfg_dict)
+    try:
+        journal.set_meta("mode", mode)
+        if canonical is not None:
+            journal.set_meta("designs", canonical)
+    except BaseException:
+        journal.close()
+        raise
+    return journal
+
+
 def run_study(cfg: StudyConfig, run_dir, *, designs: list[dict] | None = None, resume: bool = False,
               objective=None, executor=None, progress: bool = True, log=print) -> Journal:
     """Run (or resume) a study into ``run_dir`` (journal.sqlite, config.json).
 
+    The optimiser proposes ``cfg.batch`` designs at a time and is told their results together, in
+    journal order, once the whole batch is done; the next batch is asked only then. So the proposals
+    depend only on the seed and the results, never on which worker finished first: any number of
+    workers, and a killed-and-resumed run (the journal replayed batch by batch into a fresh
+    optimiser, :meth:`~surrogates.bayesopt.BayesianOptimizer.record_ask`), give the journal of the
+    uninterrupted run bit for bit. Workers beyond the batch size would idle. A sweep evaluates its
+    designs in list order, ``workers`` at a time; its list is stored in the journal and a resume
+    with another list is refused. One driver per run directory (:class:`~diffcalo.study.lock.RunLock`).
+
     Args:
         cfg: the validated study config (stored with the results; a resumed study must match it).
         designs: evaluate exactly these designs (a sweep) instead of asking the optimiser.
-        resume: continue the journal in ``run_dir``.
+        resume: continue the journal in ``run_dir`` (or start it, if the study never started).
         objective: ``f(config_dict, design, seed) -> dict(fom, cost, metrics, timings)``, a module-level
             function (workers import it); default :func:`diffcalo.study.objective.evaluate_design`.
         executor: an executor from :func:`make_executor` (default: the config's).
 
     Returns the (open) journal.
-    """
-    from surrogates.bayesopt import BayesianOptimizer, RandomSearch
 
-    from diffcalo.study.objective import design_space, evaluate_design
+    Raises:
+        RunLockedError: another driver runs this directory.
+        StudyError: the journal cannot be resumed with this config or design list.
+    """
+    from diffcalo.study.lock import RunLock
+    from diffcalo.study.objective import evaluate_design
 
     run_dir = pathlib.Path(run_dir)
     objective = objective or evaluate_design
     cfg_dict = cfg.as_dict()
-    jpath = run_dir / "journal.sqlite"
-    if resume:
-        journal = Journal.open(jpath)
-        if journal.config != json.loads(json.dumps(cfg_dict, sort_keys=True)):
-            raise StudyError(f"{jpath}: the study config differs from the one the journal was started with; "
-                             "resume with the same config (its copy is in config.json)")
-        requeued = journal.requeue_running()
-        if requeued:
-            log(f"resume: {requeued} evaluation(s) that were running are queued again")
-    else:
-        journal = Journal.create(jpath, cfg_dict)
-        (run_dir / "config.json").write_text(json.dumps(cfg_dict, indent=1))
+    with RunLock(run_dir, log=log):
+        journal = _open_journal(cfg_dict, run_dir, designs, resume, log)
+        try:
+            _drive(cfg, cfg_dict, journal, designs, objective, executor, progress, log)
+        except BaseException:
+            journal.close()
+            raise
+    return journal
+
+
+def _make_optimizer(cfg: StudyConfig):
+    from surrogates.bayesopt import BayesianOptimizer, RandomSearch
+
+    from diffcalo.study.objective import design_space
+
     space = design_space(cfg)
     minimize = FIGURES_OF_MERIT[cfg.figure_of_merit] == "minimise"
     if cfg.optimizer == "gp":
-        opt = BayesianOptimizer(space, seed=cfg.seed, minimize=minimize, n_initial=cfg.initial)
-    else:
-        opt = RandomSearch(space, seed=cfg.seed, minimize=minimize)
-    planned = len(designs) if designs is not None else cfg.evaluations
-    for r in journal.records():                       # replay
-        if r["status"] == "done":
-            opt.tell(r["design"], r["fom"])
-        elif r["status"] == "failed":
-            opt.tell(r["design"], None)
-        else:
-            opt.pending.append(r["design"])
-    own = executor is None
-    executor = executor or make_executor(cfg.executor, cfg.workers, cfg.scheduler)
-    in_flight: dict = {}
+        return BayesianOptimizer(space, seed=cfg.seed, minimize=minimize, n_initial=cfg.initial)
+    return RandomSearch(space, seed=cfg.seed, minimize=minimize)
+
+
+def _drive(cfg, cfg_dict, journal, designs, objective, executor, progress, log) -> None:
     from tqdm.auto import tqdm
 
+    own = executor is None
+    executor = executor or make_executor(cfg.executor, cfg.workers, cfg.scheduler)
+    opt = _make_optimizer(cfg) if designs is None else None
+    batch_size = cfg.batch if designs is None else executor.workers
+    planned = len(designs) if designs is not None else cfg.evaluations
+    if designs is None and executor.workers > cfg.batch:
+        log(f"note: {executor.workers} workers but [optimizer] batch = {cfg.batch}: only {cfg.batch} evaluate at "
+            "once (the optimiser proposes a batch only when the previous one is done)")
+
+    def tell(rows):
+        if opt is not None:
+            opt.tell([r["design"] for r in rows], [r["fom"] if r["status"] == "done" else None for r in rows])
+
+    # replay the journal: every recorded batch was one ask; finished batches are told in id order
+    recs = journal.records()
+    by_batch: dict[int, list[dict]] = {}
+    for r in recs:
+        by_batch.setdefault(r["batch"], []).append(r)
+    open_rows: list[dict] = []
+    for k in sorted(by_batch):
+        rows = by_batch[k]
+        if opt is not None:
+            opt.record_ask([r["design"] for r in rows])
+        if all(r["status"] in ("done", "failed") for r in rows):
+            tell(rows)
+        elif open_rows:
+            raise StudyError(f"{journal.path}: batches {sorted(b for b, rs in by_batch.items() if any(r['status'] in ('pending', 'running') for r in rs))} "
+                             "are all unfinished; a driver never starts a batch before the previous one is done "
+                             "(the journal was edited?)")
+        else:
+            open_rows = rows
+    next_batch = max(by_batch, default=-1) + 1
+    n_recorded = len(recs)
     counts = journal.counts()
     bar = tqdm(total=planned, initial=counts["done"] + counts["failed"], desc=cfg.name, unit="eval",
                disable=not progress)
     try:
         while True:
-            counts = journal.counts()
-            total = sum(counts.values())
-            if counts["done"] + counts["failed"] >= planned and not in_flight:
-                break
-            free = executor.workers - len(in_flight)
-            queued = [r for r in journal.records("pending") if r["id"] not in in_flight.values()][:free]
-            n_new = min(free - len(queued), planned - total)
-            if n_new > 0:
-                if designs is not None:
-                    new = designs[total:total + n_new]
-                else:
-                    new = opt.ask(n_new)
-                ids = journal.add(new, [cfg.seed] * len(new))
-                queued += [dict(id=i, design=d, seed=cfg.seed) for i, d in zip(ids, new)]
-            for r in queued:
-                journal.start(r["id"], executor.name)
-                fut = executor.submit(_call, objective, cfg_dict, r["design"], r["seed"])
-                in_flight[fut] = r["id"]
-            if not in_flight:
-                raise StudyError("nothing to run: the optimiser proposed no design")
-            for fut in executor.wait(list(in_flight)):
-                eid = in_flight.pop(fut)
-                res = _result_of(fut)
-                design = next(r["design"] for r in journal.records() if r["id"] == eid)
-                if res["status"] == "done":
-                    journal.finish(eid, fom=res["fom"], cost=res.get("cost"), metrics=res.get("metrics", {}),
-                                   timings=res.get("timings", {}), worker=res.get("worker", ""))
-                    opt.tell(design, res["fom"])
-                else:
-                    journal.fail(eid, res["error"], timings=res.get("timings"), worker=res.get("worker", ""))
-                    opt.tell(design, None)
-                    log(f"evaluation {eid} failed: {res['error']}")
-                best = opt.best
-                bar.update(1)
-                if best[1] is not None:
-                    bar.set_postfix(best=f"{best[1]:.4g}", failed=journal.counts()["failed"])
+            if not open_rows:
+                if n_recorded >= planned:
+                    break
+                n = min(batch_size, planned - n_recorded)
+                new = designs[n_recorded:n_recorded + n] if designs is not None else opt.ask(n)
+                if len(new) != n:
+                    raise StudyError(f"the optimiser proposed {len(new)} designs, {n} were asked for")
+                ids = journal.add(new, [cfg.seed] * n, batch=next_batch)
+                next_batch += 1
+                n_recorded += n
+                open_rows = [r for r in journal.records("pending") if r["id"] in set(ids)]
+            _run_batch(open_rows, journal, executor, objective, cfg_dict, bar, opt, log)
+            ids = {r["id"] for r in open_rows}
+            tell([r for r in journal.records() if r["id"] in ids])
+            open_rows = []
     finally:
         bar.close()
         if own:
             executor.close()
-    return journal
+
+
+def _run_batch(rows, journal, executor, objective, cfg_dict, bar, opt, log) -> None:
+    """Evaluate the unfinished rows of one batch, ``executor.workers`` at a time."""
+    queue = [r for r in rows if r["status"] == "pending"]
+    in_flight: dict = {}
+    while queue or in_flight:
+        while queue and len(in_flight) < executor.workers:
+            r = queue.pop(0)
+            journal.start(r["id"], executor.name)
+            in_flight[executor.submit(_call, objective, cfg_dict, r["design"], r["seed"])] = r["id"]
+        for fut in executor.wait(list(in_flight)):
+            eid = in_flight.pop(fut)
+            res = _result_of(fut)
+            if res["status"] == "done":
+                journal.finish(eid, fom=res["fom"], cost=res.get("cost"), metrics=res.get("metrics", {}),
+                               timings=res.get("timings", {}), worker=res.get("worker", ""))
+            else:
+                journal.fail(eid, res["error"], timings=res.get("timings"), worker=res.get("worker", ""))
+                log(f"evaluation {eid} failed: {res['error']}")
+            bar.update(1)
+            best = journal.best_fom(minimize=opt.minimize) if opt is not None else None
+            if best is not None:
+                bar.set_postfix(best=f"{best:.4g}", failed=journal.counts()["failed"])
 
 
 def load_journal(run_dir) -> Journal:
