@@ -77,7 +77,7 @@ def test_a_failed_start_leaves_no_journal_and_the_same_command_starts_again(tmp_
     real = journal_module._connect
 
     def full_disk(path):
-        con = real(path)
+        real(path).close()                            # the file exists, then the disk is full
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(journal_module, "_connect", full_disk)
