@@ -51,3 +51,9 @@ def nan_objective(config, design, seed):
     out = toy_objective(config, design, seed)
     out["fom"] = float("nan")
     return out
+
+
+def worker_pid(seconds=1.0):
+    """The PID of the worker process that runs it (after a pause, so that a pool starts several)."""
+    time.sleep(seconds)
+    return os.getpid()

@@ -1,24 +1,27 @@
 r"""Running a study: an ask/tell optimiser or a list of designs, evaluated by an executor, recorded in
 the journal.
 
-The driver loop keeps up to ``workers`` evaluations in flight. Each evaluation is added to the
-journal (pending) before it is submitted, marked running when submitted and done or failed when its
-result arrives; the optimiser is told every result. On ``resume`` the journal is replayed into a
-fresh optimiser (done and failed evaluations are told, pending ones re-submitted first, and the ones
-that were running when the driver died are re-queued), so a killed study finishes with exactly the
-planned number of evaluations, none lost or run twice.
+The optimiser proposes ``[optimizer] batch`` designs at a time; each is added to the journal
+(pending, with its batch number) before it is submitted, marked running when submitted and done or
+failed when its result arrives. When the whole batch is done the optimiser is told its results in
+journal order and asked for the next batch. The proposals therefore depend only on the seed and
+the results, not on which worker finished first, and a resume (the journal replayed batch by batch
+into a fresh optimiser; the rows that were running when the driver died re-queued) continues
+exactly where the uninterrupted run would be: same designs, nothing lost or run twice. A sweep
+evaluates its stored design list in order, ``workers`` at a time. One driver per run directory
+(:mod:`diffcalo.study.lock`).
 
 Executors (:func:`make_executor`): ``inprocess`` (default; evaluations run one at a time in the
 driver), ``process`` (a pool of spawned worker processes) and ``dask`` (``distributed``: a
 ``LocalCluster`` of single-threaded worker processes, or an existing scheduler by address; for
 Slurm / HTCondor sites start the cluster with ``dask-jobqueue`` and pass its scheduler address).
-Worker processes of a local pool or LocalCluster are pinned to one CPU each (:func:`pin_to_cpu`; XLA
-sizes its thread pool from the CPU affinity) and run BLAS single-threaded (:data:`WORKER_ENV`), so N
-workers use N cores without oversubscription; on an existing Dask cluster the cluster's own resource
-settings apply. Every evaluation uses the study seed (common random numbers:
-differences between designs are not blurred by sampling noise) and runs with one XLA thread (the
-in-process executor pins the driver too, if JAX has not started in it yet), so the same study gives
-the same results whichever executor runs it.
+Every evaluating process is pinned to one free CPU of its inherited affinity
+(:mod:`diffcalo.study.cpus`: XLA sizes its thread pool from the affinity, and its sums depend on
+the thread count) and runs BLAS single-threaded (:data:`WORKER_ENV`), so N workers use N cores
+without oversubscription and the same study gives the same results whichever executor runs it; on
+an existing Dask cluster the cluster's own resource settings apply. Pool workers end themselves
+when their driver dies. Every evaluation uses the study seed (common random numbers: differences
+between designs are not blurred by sampling noise).
 
 A Dask worker that dies mid-task (segfault, out of memory) is replaced by its nanny and the task is
 re-run; a task that has killed four workers is recorded as failed with ``KilledWorker`` and the study
@@ -37,17 +40,17 @@ import pathlib
 import time
 import traceback
 
+from diffcalo.errors import DiffcaloError
 from diffcalo.study.config import FIGURES_OF_MERIT, StudyConfig
+from diffcalo.study.cpus import claim_cpu, exit_with_parent, pinning_disabled
 from diffcalo.study.journal import Journal, JournalError
 
-from diffcalo.errors import DiffcaloError
-
-__all__ = ["run_study", "make_executor", "WORKER_ENV", "StudyError"]
+__all__ = ["run_study", "make_executor", "load_journal", "WORKER_ENV", "StudyError"]
 
 #: Environment of worker processes: one thread each for the BLAS libraries. (XLA ignores its old
 #: ``intra_op_parallelism_threads`` flag — measured with jax 0.10: a worker with it still kept two
 #: cores busy — and sizes its CPU thread pool from the process's CPU affinity, so workers of a local
-#: pool or LocalCluster are also pinned to one CPU each: :func:`pin_to_cpu`.)
+#: pool or LocalCluster are also pinned to one CPU each: :func:`diffcalo.study.cpus.claim_cpu`.)
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -55,42 +58,18 @@ class StudyError(DiffcaloError, RuntimeError):
     """A study that cannot run or resume; the message says why."""
 
 
-def pin_to_cpu(index: int) -> int | None:
-    """Pin the calling process (every thread it has now, and so the ones they start) to one CPU: the
-    ``index``-th (modulo their number) of the CPUs it may use. Returns the CPU, or None where the OS
-    has no affinity control. Call it before JAX starts its CPU client (the first computation)."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    cpus = sorted(os.sched_getaffinity(0))
-    cpu = cpus[index % len(cpus)]
-    _set_affinity({cpu})
-    return cpu
-
-
-def _set_affinity(cpus) -> None:
-    """Set the CPU affinity of every thread of this process (threads they start inherit it)."""
-    try:
-        tids = [int(t) for t in os.listdir("/proc/self/task")]
-    except OSError:
-        tids = [0]
-    for tid in tids:
-        try:
-            os.sched_setaffinity(tid, cpus)
-        except OSError:            # a thread that ended meanwhile
-            pass
-
-
 def _worker_init(counter=None):
     os.environ.update(WORKER_ENV)
+    exit_with_parent()
     if counter is not None:
         with counter.get_lock():
             index = counter.value
             counter.value += 1
-        pin_to_cpu(index)
+        claim_cpu(index)          # held (its lock file open) until the worker exits
 
 
 def _pin_plugin():
-    """A Dask worker plugin that pins each worker of a LocalCluster (names 0..n-1) to its own CPU
+    """A Dask worker plugin that pins each worker of a LocalCluster (names 0..n-1) to its own free CPU
     (re-applied to a worker its nanny restarts)."""
     from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -99,9 +78,10 @@ def _pin_plugin():
 
         def setup(self, worker):
             try:
-                pin_to_cpu(int(worker.name))
+                index = int(worker.name)
             except (TypeError, ValueError):
-                pass
+                index = 0
+            claim_cpu(index)
 
     return PinWorkers()
 
@@ -142,15 +122,17 @@ class _InProcess:
     name = "inprocess"
     workers = 1
 
-    def __init__(self):
-        self._affinity = self._blas = None
-        if hasattr(os, "sched_getaffinity") and not _jax_started():
-            from threadpoolctl import threadpool_limits      # scikit-learn's dependency
+    def __init__(self, log=print):
+        self._claim = self._blas = None
+        if not pinning_disabled() and not _jax_started():
+            self._claim = claim_cpu(0)
+            if self._claim is not None:
+                from threadpoolctl import threadpool_limits      # scikit-learn's dependency
 
-            self._affinity = os.sched_getaffinity(0)
-            pin_to_cpu(0)
-            # BLAS pools started before the pinning would spin two threads on one CPU
-            self._blas = threadpool_limits(limits=1)
+                # BLAS pools started before the pinning would spin two threads on one CPU
+                self._blas = threadpool_limits(limits=1)
+                if self._claim.shared:
+                    log(f"note: every allowed CPU is held by another diffcalo process; sharing CPU {self._claim.cpu}")
 
     def submit(self, fn, *args):
         f = cf.Future()
@@ -164,9 +146,9 @@ class _InProcess:
         if self._blas is not None:
             self._blas.restore_original_limits()
             self._blas = None
-        if self._affinity is not None:           # give the process its CPUs back (XLA keeps one thread)
-            _set_affinity(self._affinity)
-            self._affinity = None
+        if self._claim is not None:              # give the process its CPUs back (XLA keeps one thread)
+            self._claim.release()
+            self._claim = None
 
 
 class _Pool:
@@ -193,6 +175,7 @@ class _Pool:
 
 class _Dask:
     name = "dask"
+    CONNECT_TIMEOUT = 10
 
     def __init__(self, workers, scheduler=""):
         try:
@@ -201,7 +184,12 @@ class _Dask:
             raise StudyError("executor 'dask' needs the dask extra: pip install -e '.[dask]'") from None
         self.cluster = None
         if scheduler:
-            self.client = Client(scheduler)
+            try:
+                self.client = Client(scheduler, timeout=self.CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                raise StudyError(f"executor.scheduler = {scheduler!r}: no Dask scheduler answered within "
+                                 f"{self.CONNECT_TIMEOUT} s ({type(exc).__name__}: {exc}); check the address and that "
+                                 "the scheduler runs, or leave the scheduler empty for a local cluster") from None
         else:
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                         dashboard_address=None, env=WORKER_ENV)
@@ -224,10 +212,10 @@ class _Dask:
             self.cluster.close()
 
 
-def make_executor(kind: str, workers: int = 1, scheduler: str = ""):
+def make_executor(kind: str, workers: int = 1, scheduler: str = "", log=print):
     """An executor by name ("inprocess", "process", "dask")."""
     if kind == "inprocess":
-        return _InProcess()
+        return _InProcess(log=log)
     if kind == "process":
         return _Pool(workers)
     if kind == "dask":
@@ -361,7 +349,7 @@ def _drive(cfg, cfg_dict, journal, designs, objective, executor, progress, log) 
     from tqdm.auto import tqdm
 
     own = executor is None
-    executor = executor or make_executor(cfg.executor, cfg.workers, cfg.scheduler)
+    executor = executor or make_executor(cfg.executor, cfg.workers, cfg.scheduler, log=log)
     opt = _make_optimizer(cfg) if designs is None else None
     batch_size = cfg.batch if designs is None else executor.workers
     planned = len(designs) if designs is not None else cfg.evaluations
