@@ -29,14 +29,27 @@ Errors name the key, the value and what is allowed; unknown keys (typos) are err
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import pathlib
 import tomllib
 from typing import Any
 
 from diffcalo.errors import DiffcaloError
 
-__all__ = ["SimulationConfig", "load_simulation_config", "RecoConfig", "load_reco_config", "ConfigError"]
+__all__ = ["SimulationConfig", "load_simulation_config", "RecoConfig", "load_reco_config", "ConfigError",
+           "check_int", "check_number", "check_choice", "names_file", "MAX_COLLISIONS", "MAX_BACKGROUND"]
+
+#: Pile-up beyond this many collisions per crossing is refused: the background cap per window
+#: (``max_background``) would clip most windows (HL-LHC runs at up to ~200; LHCb Upgrade II at ~40).
+MAX_COLLISIONS = 200.0
+#: Largest background cap per window (each slot costs one shower per window in memory and time).
+MAX_BACKGROUND = 64
+#: Largest particle energy accepted in a config (GeV; the LHC beam energy).
+MAX_ENERGY_GEV = 7000.0
+#: Largest number of clusters simulated in one batch (one simulate call holds the batch in memory).
+MAX_BATCH = 200_000
 
 
 class ConfigError(DiffcaloError, ValueError):
@@ -99,17 +112,78 @@ def _fail(key: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(f"{key} = {value!r}: {allowed}")
 
 
+def check_int(key: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
+    """``value`` as an int in [lo, hi] (bools and floats refused), else :class:`ConfigError` naming ``key``."""
+    if not isinstance(value, int) or isinstance(value, bool) or (lo is not None and value < lo) or \
+            (hi is not None and value > hi):
+        rng = (f" in [{lo}, {hi}]" if lo is not None else f" <= {hi}") if hi is not None else \
+            (f" >= {lo}" if lo is not None else "")
+        raise _fail(key, value, f"must be an integer{rng}")
+    return value
+
+
+def check_number(key: str, value: Any, lo: float | None = None, hi: float | None = None, *,
+                 strict: bool = False, unit: str = "") -> float:
+    """``value`` as a finite float with lo <= value <= hi (lo < value if ``strict``), else
+    :class:`ConfigError` naming ``key``; ints are accepted, bools, strings and NaN / inf are not."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and lo is not None:
+        ok = value > lo if strict else value >= lo
+    if ok and hi is not None:
+        ok = value <= hi
+    if not ok:
+        parts = ([f"{'>' if strict else '>='} {lo:g}"] if lo is not None else []) + \
+                ([f"<= {hi:g}"] if hi is not None else [])
+        raise _fail(key, value, "must be a finite number" + (f" {' and '.join(parts)}" if parts else "")
+                    + (f" {unit}" if unit else ""))
+    return float(value)
+
+
+def check_choice(key: str, value: Any, allowed) -> str:
+    """``value`` as one of the ``allowed`` names (a string), else :class:`ConfigError` listing them."""
+    allowed = list(allowed)
+    if not isinstance(value, str) or value not in allowed:
+        raise _fail(key, value, f"allowed: {', '.join(map(str, allowed))}")
+    return value
+
+
+@contextlib.contextmanager
+def names_file(path):
+    """Prefix the file name to a :class:`ConfigError` raised inside the block (if it lacks it)."""
+    try:
+        yield
+    except ConfigError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ConfigError(f"{path}: {exc}") from None
+
+
 def _read_toml(path: pathlib.Path) -> dict:
     try:
-        return tomllib.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text (UTF-8) file: byte {exc.start} cannot be decoded; "
+                          "a config is a TOML text file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
 def load_simulation_config(path) -> SimulationConfig:
-    """Read and validate a simulation config file."""
+    """Read and validate a simulation config file (errors name the file, the key, the value and what
+    is allowed)."""
+    with names_file(path):
+        return _load_simulation_config(pathlib.Path(path))
+
+
+def _load_simulation_config(path: pathlib.Path) -> SimulationConfig:
     from diffcalo.layout import PRESETS
     from diffcalo.particles import SUPPORTED_PIDS
 
@@ -129,83 +203,92 @@ def load_simulation_config(path) -> SimulationConfig:
     if "preset" in lay:
         if set(lay) != {"preset"}:
             raise ConfigError(f"[layout]: give either preset or a definition, not both (keys {sorted(lay)})")
-        if lay["preset"] not in PRESETS:
-            raise _fail("layout.preset", lay["preset"], f"allowed {sorted(PRESETS)}")
-        kw["layout"] = lay["preset"]
+        kw["layout"] = check_choice("layout.preset", lay["preset"], sorted(PRESETS))
     elif lay:
         need = {"name", "module_mm", "modules_x", "modules_y", "regions"}
         if not need <= set(lay):
             raise ConfigError(f"[layout]: a definition needs the keys {sorted(need)}; missing {sorted(need - set(lay))}")
+        if not isinstance(lay["regions"], list) or not lay["regions"]:
+            raise _fail("layout.regions", lay["regions"], "a non-empty list of region tables")
         region_keys = {"name", "technology", "cell_size_mm", "modules_x", "modules_y", "sections"}
         for i, r in enumerate(lay["regions"]):
             if not isinstance(r, dict) or not {"name", "technology", "cell_size_mm", "modules_x", "modules_y"} <= set(r) \
                     or set(r) - region_keys:
                 raise _fail(f"layout.regions[{i}]", r, "a table with keys name, technology, cell_size_mm, modules_x, "
                             "modules_y and optionally sections")
+        if "beam_hole" in lay and not isinstance(lay["beam_hole"], list):
+            raise _fail("layout.beam_hole", lay["beam_hole"], "must be [modules_x, modules_y], integers >= 0")
         kw["layout"] = dict(lay)
 
-    def positive_int(key, value):
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-            raise _fail(key, value, "must be an integer >= 1")
-        return value
-
     if "n" in par:
-        kw["n"] = positive_int("particles.n", par["n"])
+        kw["n"] = check_int("particles.n", par["n"], 1)
     if "pid" in par:
-        if par["pid"] not in SUPPORTED_PIDS:
+        if par["pid"] not in SUPPORTED_PIDS or isinstance(par["pid"], bool):
             raise _fail("particles.pid", par["pid"], f"allowed {SUPPORTED_PIDS}")
         kw["pid"] = par["pid"]
     if "energy" in par:
         e = par["energy"]
         if isinstance(e, (int, float)) and not isinstance(e, bool):
-            e = {"kind": "discrete", "values": [float(e)]}
+            e = {"kind": "discrete", "values": [e]}
         if not isinstance(e, dict) or e.get("kind") not in ("uniform", "log-uniform", "discrete"):
             raise _fail("particles.energy.kind", e.get("kind") if isinstance(e, dict) else e,
                         "allowed 'uniform', 'log-uniform', 'discrete' (or a number of GeV)")
         need = {"discrete": {"kind", "values"}}.get(e["kind"], {"kind", "low", "high"})
         if set(e) != need:
             raise ConfigError(f"particles.energy = {e!r}: kind {e['kind']!r} takes exactly the keys {sorted(need)}")
+        if e["kind"] == "discrete":
+            if not isinstance(e["values"], list) or not e["values"]:
+                raise _fail("particles.energy.values", e["values"], "a non-empty list of energies in GeV")
+            vals = [check_number(f"particles.energy.values[{i}]", v, 0.0, MAX_ENERGY_GEV, strict=True, unit="GeV")
+                    for i, v in enumerate(e["values"])]
+            e = {"kind": "discrete", "values": vals}
+        else:
+            low = check_number("particles.energy.low", e["low"], 0.0, MAX_ENERGY_GEV, strict=True, unit="GeV")
+            high = check_number("particles.energy.high", e["high"], 0.0, MAX_ENERGY_GEV, strict=True, unit="GeV")
+            if not low < high:
+                raise _fail("particles.energy", e, "need low < high")
+            e = {"kind": e["kind"], "low": low, "high": high}
         kw["energy"] = e
     if "region" in par:
-        kw["region"] = par["region"]
+        r = par["region"]
+        if not (isinstance(r, str) or (isinstance(r, int) and not isinstance(r, bool) and r >= 0)):
+            raise _fail("particles.region", r, "a region name or index (integer >= 0) of the layout")
+        kw["region"] = r
     if "direction" in par:
         d = par["direction"]
-        if d != "from-ip" and not (isinstance(d, list) and len(d) == 2 and all(isinstance(v, (int, float)) for v in d)):
-            raise _fail("particles.direction", d, "allowed 'from-ip' or [tx, ty]")
-        kw["direction"] = d if d == "from-ip" else (float(d[0]), float(d[1]))
+        if d != "from-ip":
+            if not (isinstance(d, list) and len(d) == 2):
+                raise _fail("particles.direction", d, "allowed 'from-ip' or [tx, ty]")
+            d = tuple(check_number(f"particles.direction[{i}]", v, -1.0, 1.0, unit="(slope)") for i, v in enumerate(d))
+        kw["direction"] = d
     if "mode" in sim:
-        if sim["mode"] not in ("relaxed", "realistic"):
-            raise _fail("simulation.mode", sim["mode"], "allowed 'relaxed', 'realistic'")
-        kw["mode"] = sim["mode"]
+        kw["mode"] = check_choice("simulation.mode", sim["mode"], ("relaxed", "realistic"))
     if "window" in sim:
-        w = positive_int("simulation.window", sim["window"])
+        w = check_int("simulation.window", sim["window"], 1, 31)
         if w % 2 == 0:
             raise _fail("simulation.window", w, "must be odd")
         kw["window"] = w
     if "depth_nodes" in sim:
-        kw["depth_nodes"] = positive_int("simulation.depth_nodes", sim["depth_nodes"])
+        kw["depth_nodes"] = check_int("simulation.depth_nodes", sim["depth_nodes"], 1, 64)
     if "collisions" in pu:
-        c = pu["collisions"]
-        if not (isinstance(c, (int, float)) and not isinstance(c, bool) and c >= 0):
-            raise _fail("pileup.collisions", c, "must be a number >= 0 (0 = no pile-up)")
-        kw["collisions"] = float(c)
+        kw["collisions"] = check_number("pileup.collisions", pu["collisions"], 0.0, MAX_COLLISIONS,
+                                        unit="collisions per crossing (0 = no pile-up)")
     if "max_background" in pu:
-        kw["max_background"] = positive_int("pileup.max_background", pu["max_background"])
+        kw["max_background"] = check_int("pileup.max_background", pu["max_background"], 1, MAX_BACKGROUND)
     if "seed" in raw:
-        if not (isinstance(raw["seed"], int) and not isinstance(raw["seed"], bool) and raw["seed"] >= 0):
-            raise _fail("seed", raw["seed"], "must be an integer >= 0")
-        kw["seed"] = raw["seed"]
+        kw["seed"] = check_int("seed", raw["seed"], 0, 2 ** 63 - 1)
     if "batch" in raw:
-        kw["batch"] = positive_int("batch", raw["batch"])
+        kw["batch"] = check_int("batch", raw["batch"], 1, MAX_BATCH)
     cfg = SimulationConfig(**kw)
     try:
-        cfg.energy_spectrum()
-    except ValueError as exc:
-        raise ConfigError(f"particles.energy: {exc}") from None
-    try:
-        cfg.build_layout()
+        layout = cfg.build_layout()
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"[layout]: {exc}") from None
+        raise ConfigError(f"{path}: [layout]: {exc}") from None
+    if cfg.region is not None:
+        names = [r.name for r in layout.regions]
+        if isinstance(cfg.region, str) and cfg.region not in names or \
+                isinstance(cfg.region, int) and cfg.region >= len(names):
+            raise _fail("particles.region", cfg.region, f"the layout's regions are {names} (or indices 0..{len(names) - 1})")
     return cfg
 
 
@@ -239,7 +322,13 @@ class RecoConfig:
 
 
 def load_reco_config(path) -> RecoConfig:
-    """Read and validate a reconstruction config file (errors name the key, the value and what is allowed)."""
+    """Read and validate a reconstruction config file (errors name the file, the key, the value and
+    what is allowed)."""
+    with names_file(path):
+        return _load_reco_config(pathlib.Path(path))
+
+
+def _load_reco_config(path: pathlib.Path) -> RecoConfig:
     from diffcalo.reco.models import ModelConfig
     from diffcalo.reco.train import TASKS, TrainConfig
 

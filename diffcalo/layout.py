@@ -47,6 +47,45 @@ class Region:
     sections: int | None = None
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_types(layout, where: str) -> None:
+    """Types and finiteness of every field (before any arithmetic on them): ValueError naming the field."""
+    if not isinstance(layout.name, str):
+        raise ValueError(f"layout.name = {layout.name!r}: must be a string")
+    if not _is_number(layout.module_mm):
+        raise ValueError(f"{where}: module_mm = {layout.module_mm!r}: must be a finite number > 0 (mm)")
+    for k in ("modules_x", "modules_y"):
+        if not _is_int(getattr(layout, k)):
+            raise ValueError(f"{where}: {k} = {getattr(layout, k)!r}: must be an integer >= 1")
+    hole = layout.beam_hole
+    if not (isinstance(hole, (tuple, list)) and len(hole) == 2 and all(_is_int(v) and v >= 0 for v in hole)):
+        raise ValueError(f"{where}: beam_hole = {hole!r}: must be [modules_x, modules_y], integers >= 0")
+    if not (_is_number(layout.z_mm) and layout.z_mm >= 0):
+        raise ValueError(f"{where}: z_mm = {layout.z_mm!r}: must be a finite number >= 0 (mm from the "
+                         "interaction point; 0 for a test beam at normal incidence)")
+    if not isinstance(layout.regions, (tuple, list)) or not all(isinstance(r, Region) for r in layout.regions):
+        raise ValueError(f"{where}: regions must be a list of Region")
+    for i, r in enumerate(layout.regions):
+        f = f"{where}: regions[{i}]"
+        for k in ("name", "technology"):
+            if not isinstance(getattr(r, k), str):
+                raise ValueError(f"{f}.{k} = {getattr(r, k)!r}: must be a string")
+        if not (_is_number(r.cell_size_mm) and r.cell_size_mm > 0):
+            raise ValueError(f"{f}.cell_size_mm = {r.cell_size_mm!r}: must be a finite number > 0 (mm)")
+        for k in ("modules_x", "modules_y"):
+            if not (_is_int(getattr(r, k)) and getattr(r, k) >= 1):
+                raise ValueError(f"{f}.{k} = {getattr(r, k)!r}: must be an integer >= 1")
+        if r.sections is not None and not _is_int(r.sections):
+            raise ValueError(f"{f}.sections = {r.sections!r}: must be an integer (1 or the technology's sections)")
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """A wall of ``modules_x`` x ``modules_y`` modules of ``module_mm`` with nested regions.
@@ -75,6 +114,7 @@ class Layout:
 
         reg = registry or default_registry()
         where = f"layout {self.name!r}"
+        _check_types(self, where)
         if not (self.module_mm > 0 and math.isfinite(self.module_mm)):
             raise ValueError(f"{where}: module_mm = {self.module_mm}: must be > 0")
         if self.modules_x < 1 or self.modules_y < 1:

@@ -68,20 +68,44 @@ def test_inspect_prints_a_summary_and_draws(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("change, message", [
-    (("mode = \"realistic\"", "mode = \"fast\""), "simulation.mode = 'fast': allowed 'relaxed', 'realistic'"),
+    (("mode = \"realistic\"", "mode = \"fast\""), "simulation.mode = 'fast': allowed: relaxed, realistic"),
     (("window = 5", "window = 4"), "simulation.window = 4: must be odd"),
     (("n = 400", "n = -3"), "particles.n = -3: must be an integer >= 1"),
     (("kind = \"log-uniform\"", "kind = \"loguniform\""), "particles.energy.kind = 'loguniform': allowed"),
     (("preset = \"lhcb-upgrade2-baseline\"", "preset = \"lhcb\""), "layout.preset = 'lhcb': allowed"),
-    (("collisions = 40", "collisions = -1"), "pileup.collisions = -1: must be a number >= 0"),
+    (("collisions = 40", "collisions = -1"), r"pileup.collisions = -1: must be a finite number >= 0 and <= 200"),
     (("pid = 22", "pid = 211"), "particles.pid = 211: allowed"),
     (("[simulation]", "[simulaton]"), "unknown key 'simulaton'"),
     (("window = 5", "windw = 5"), r"unknown key\(s\) \['windw'\] in \[simulation\]"),
-    (("low = 2.0, high = 50.0", "low = 50.0, high = 2.0"), "particles.energy: energy range"),
+    (("low = 2.0, high = 50.0", "low = 50.0, high = 2.0"), "particles.energy = .*: need low < high"),
+    (("low = 2.0, high = 50.0", "low = \"2\", high = 50.0"), "particles.energy.low = '2': must be a finite number > 0"),
+    (("low = 2.0, high = 50.0", "low = 2.0, high = inf"), "particles.energy.high = inf: must be a finite number"),
+    (("{ kind = \"log-uniform\", low = 2.0, high = 50.0 }", "{ kind = \"discrete\", values = 5 }"),
+     "particles.energy.values = 5: a non-empty list of energies in GeV"),
+    (("collisions = 40", "collisions = 1e12"), r"pileup.collisions = 1000000000000.0: must be a finite number >= 0 "
+                                               r"and <= 200"),
+    (("region = \"spacal-pb\"", "region = 1.5"), r"particles.region = 1.5: a region name or index"),
+    (("region = \"spacal-pb\"", "region = \"edge\""), r"particles.region = 'edge': the layout's regions are"),
+    (("mode = \"realistic\"", "mode = [\"realistic\"]"), r"simulation.mode = \['realistic'\]: allowed: relaxed"),
 ])
 def test_config_errors_name_key_value_and_allowed(tmp_path, change, message):
     cfg = _write(tmp_path, CONFIG.replace(*change))
     with pytest.raises(ConfigError, match=message):
+        load_simulation_config(cfg)
+
+
+def test_a_layout_definition_with_a_nan_distance_is_refused(tmp_path):
+    layout = """[layout]
+name = "wall"
+module_mm = 121.2
+modules_x = 4
+modules_y = 4
+z_mm = nan
+regions = [{ name = "all", technology = "shashlik", cell_size_mm = 60.6, modules_x = 4, modules_y = 4 }]
+"""
+    cfg = _write(tmp_path, layout + CONFIG.split("[particles]")[1].join(["[particles]", ""]).replace(
+        "region = \"spacal-pb\"\n", ""))
+    with pytest.raises(ConfigError, match=r"\[layout\]: layout 'wall': z_mm = nan: must be a finite number >= 0"):
         load_simulation_config(cfg)
 
 

@@ -35,7 +35,16 @@ def _cfg(**sections):
     ("[design]\noptions = ['shashlik']", r"write each option as 'technology:cell_mm'"),
     ("[design]\nregions = 9", r"design.regions = 9: must be an integer in \[1, 5\]"),
     ("[design]\nsplit = 'yes'", r"design.split = 'yes': must be true or false"),
-    ("[budget]\ntotal = -3", r"budget.total = -3: must be a number > 0"),
+    ("[budget]\ntotal = -3", r"budget.total = -3: must be a finite number > 0 kCHF"),
+    ("[study]\nfigure_of_merit = ['pi0_width']", r"study.figure_of_merit = \['pi0_width'\]: allowed: pi0_width"),
+    ("[wall]\nlayout = ['lhcb-current']", r"wall.layout = \['lhcb-current'\]: allowed: lhcb-current"),
+    ("[samples]\nphoton_energy = [1.0, inf]", r"samples.photon_energy\[1\] = inf: must be a finite number > 0"),
+    ("[samples]\nphoton_energy = ['1', 10]", r"samples.photon_energy\[0\] = '1': must be a finite number > 0"),
+    ("[samples]\ntrain_photons = 1000000000000", r"samples.train_photons = 1000000000000: must be an integer in "
+                                                  r"\[600, 1000000\]"),
+    ("[study]\ncollisions = 1e12", r"study.collisions = 1000000000000.0: must be a finite number >= 0 and <= 200"),
+    ("[design]\noptions = [1.5]", r"design.options = 1.5: each option is a string"),
+    ("[executor]\nworkers = 'two'", r"executor.workers = 'two': must be an integer in \[1, 1024\]"),
     ("[optimizer]\nkind = 'cma'", r"optimizer.kind = 'cma': allowed: gp, random"),
     ("[executor]\nkind = 'slurm'", r"executor.kind = 'slurm': allowed: inprocess, process, dask"),
     ("[optimiser]\nkind = 'gp'", r"unknown section \[optimiser\]"),
@@ -46,8 +55,9 @@ def _cfg(**sections):
 def test_study_config_errors_name_key_value_and_allowed(tmp_path, text, message):
     path = tmp_path / "s.toml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as info:
         load_study_config(path)
+    assert str(info.value).startswith(f"{path}: ")           # the file is named too
 
 
 def test_design_space_layouts_and_the_budget_constraint():

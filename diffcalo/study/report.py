@@ -83,6 +83,11 @@ def write_report(run_dir) -> pathlib.Path:
     ids = np.array([r["id"] for r in done])
     best_i = int(np.argmin(fom) if minimize else np.argmax(fom))
     best = done[best_i]
+    capped = [r["metrics"].get("pileup_capped_fraction", 0.0) for r in done]
+    if max(capped) > 0.001:
+        lines += [f"**Pile-up cap:** in up to {100 * max(capped):.1f} % of the windows (median "
+                  f"{100 * float(np.median(capped)):.1f} %) more background particles were drawn than the simulator's "
+                  "cap of 12 per window and the excess was dropped: the figures underestimate pile-up there.", ""]
     layout = layout_from_design(cfg, best["design"])
     plot_layout(layout, run_dir / "best_layout.png",
                 title=f"best design (evaluation {best['id']}): {cfg.figure_of_merit} = {best['fom']:.4g}, "
