@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import pathlib
 import sys
 import time
@@ -130,44 +131,74 @@ def _study_setup(args):
 
 
 def _cmd_optimize(args) -> int:
-    from diffcalo.study.report import write_report
     from diffcalo.study.runner import run_study
 
     cfg, run_dir = _study_setup(args)
     j = run_study(cfg, run_dir, resume=args.resume, progress=not args.quiet)
-    print(f"{run_dir}: {j.counts()}")
-    j.close()
+    return _study_end(j, run_dir)
+
+
+def _study_end(journal, run_dir) -> int:
+    """Print the counts, write the report; exit code 1 when no evaluation succeeded."""
+    from diffcalo.study.report import write_report
+
+    counts = journal.counts()
+    errors = sorted({r["error"] for r in journal.records("failed")})
+    journal.close()
+    print(f"{run_dir}: {counts}")
     print(f"wrote {write_report(run_dir)}")
+    if counts["done"] == 0 and counts["failed"] > 0:
+        print(f"diffcalo: error: every evaluation failed ({counts['failed']}); first error: {errors[0]} "
+              f"(all errors in {run_dir}/journal.sqlite; fix the config and start a new run directory)", file=sys.stderr)
+        return 1
     return 0
 
 
 def _cmd_sweep(args) -> int:
-    import json
 
     from diffcalo.study.objective import design_space
-    from diffcalo.study.report import write_report
     from diffcalo.study.runner import run_study
 
     cfg, run_dir = _study_setup(args)
     space = design_space(cfg)
     if args.designs:
-        designs = json.loads(pathlib.Path(args.designs).read_text())
-        if not isinstance(designs, list):
-            raise ValueError(f"{args.designs}: must hold a JSON list of designs")
-        for d in designs:
-            space.validate(d)
-            if not space.feasible(d):
-                raise ValueError(f"{args.designs}: design {d} is outside the budget or the wall")
+        designs = _read_designs(pathlib.Path(args.designs), space)
     elif args.lhs:
         designs = space.sample(args.lhs, rng=cfg.seed, method="lhs")
     else:
         designs = _grid(space)
     print(f"sweep: {len(designs)} designs")
     j = run_study(cfg, run_dir, designs=designs, resume=args.resume, progress=not args.quiet)
-    print(f"{run_dir}: {j.counts()}")
-    j.close()
-    print(f"wrote {write_report(run_dir)}")
-    return 0
+    return _study_end(j, run_dir)
+
+
+def _read_designs(path: pathlib.Path, space) -> list[dict]:
+    """A sweep's design file: a JSON list of designs, each valid in the study's space and feasible."""
+    import json
+
+    from diffcalo.config import ConfigError
+
+    try:
+        designs = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such design file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text (UTF-8) file (byte {exc.start}); a design file is JSON") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(designs, list) or not designs:
+        raise ConfigError(f"{path}: must hold a non-empty JSON list of designs (objects like "
+                          f"{{{', '.join(repr(n) + ': ...' for n in space.names)}}})")
+    for i, d in enumerate(designs):
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: design {i} = {d!r}: must be a JSON object of {space.names}")
+        try:
+            space.validate(d)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: design {i}: {exc}") from None
+        if not space.feasible(d):
+            raise ConfigError(f"{path}: design {i} {d} is outside the budget or does not fit in the wall")
+    return designs
 
 
 def _grid(space, max_designs: int = 2000):
@@ -426,6 +457,8 @@ def _cmd_evaluate(args) -> int:
             t = f", time core {b['time_ps']['core']:.1f} ps" if "time_ps" in b else ""
             print(f"region {r} {who:9s}: energy core {100 * b['energy_rel']['core']:.2f}% ({fit}), "
                   f"position core {pos[0]:.2f}/{pos[1]:.2f} mm{t}")
+    for r, n in ev["skipped"].items():
+        print(f"region {r}: only {n} usable clusters (fewer than 50): not evaluated")
     print(f"wrote {out / 'metrics.json'} and {len(paths)} figure(s) to {out}")
     return 0
 
@@ -511,16 +544,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_ERRNO_ADVICE = {
+    errno.ENOSPC: "the disk is full: free space (or choose another output) and run the command again",
+    errno.EDQUOT: "the disk quota is exceeded: free space (or choose another output) and run the command again",
+    errno.EROFS: "the filesystem is read-only: choose an output on a writable filesystem",
+    errno.EACCES: "permission denied: choose an output you may write, or fix the permissions",
+    errno.EPERM: "operation not permitted: choose an output you may write, or fix the permissions",
+    errno.ENOTDIR: "a part of the path is a file, not a directory: choose another output path",
+    errno.EISDIR: "the path is a directory: give a file name",
+    errno.ENOENT: "no such file or directory",
+    errno.ENOMEM: "out of memory: use smaller samples or batches",
+}
+
+
+def _os_error_line(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    advice = _ERRNO_ADVICE.get(exc.errno)
+    text = exc.strerror or str(exc)
+    return f"{where}{text}" + (f" ({advice})" if advice and advice != "no such file or directory" else "")
+
+
 def main(argv: list[str] | None = None) -> int:
-    from diffcalo.study.journal import JournalError
-    from diffcalo.study.runner import StudyError
+    """Run the command line; returns the exit code (0 success, 1 a study whose every evaluation failed,
+    2 an error the user can fix, 130 interrupted). Every fault ends in one line on stderr naming what
+    failed and what to do; nothing is left half-written under a final name."""
+    from diffcalo.errors import DiffcaloError
 
     args = build_parser().parse_args(argv)
+    prefix = f"diffcalo {args.command}: error:"
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, JournalError, StudyError) as exc:
+    except KeyboardInterrupt:
+        again = " (continue with --resume)" if getattr(args, "resume", None) is not None else ""
+        print(f"diffcalo {args.command}: interrupted; nothing was left half-written{again}", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"{prefix} out of memory: use smaller samples or batches", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{prefix} {_os_error_line(exc)}", file=sys.stderr)
+        return 2
+    except (DiffcaloError, ValueError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"diffcalo {args.command}: error: {msg}", file=sys.stderr)
+        print(f"{prefix} {msg}", file=sys.stderr)
         return 2
 
 

@@ -23,6 +23,7 @@ Both directions stream in chunks, so datasets larger than memory can be written 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import pathlib
@@ -34,6 +35,7 @@ from diffcalo.errors import DiffcaloError
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "FIELDS", "DatasetError", "DatasetWriter", "write_clusters",
            "read_clusters", "iter_clusters", "dataset_info", "import_calochallenge", "write_text_atomic",
+           "check_cluster_values",
            "temporary_sibling"]
 
 SCHEMA = "diffcalo.clusters"
@@ -130,8 +132,15 @@ class DatasetWriter:
     def __init__(self, path, *, config: Mapping | None = None, seed: int | None = None,
                  chunk_size: int = 4096, overwrite: bool = False):
         self.path = pathlib.Path(path)
+        if self.path.is_dir():
+            raise DatasetError(f"{self.path}: is a directory; give the dataset a file name (e.g. {self.path / 'data.h5'})")
         if self.path.exists() and not overwrite:
             raise FileExistsError(f"{self.path} exists; pass overwrite=True to replace it")
+        for parent in self.path.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise DatasetError(f"{self.path}: {parent} is a file, not a directory")
+                break
         if not (isinstance(chunk_size, int) and chunk_size >= 1):
             raise ValueError(f"chunk_size = {chunk_size!r}: must be an integer >= 1")
         try:
@@ -147,11 +156,22 @@ class DatasetWriter:
     def __enter__(self) -> "DatasetWriter":
         h5py = _h5py()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self._tmp, "w")
-        f = self._file
-        f.attrs.update(schema=SCHEMA, schema_version=SCHEMA_VERSION, n_clusters=0, config=self._config,
-                       seed=self._seed, complete=False, diffcalo_version=_version())
-        f.create_group("clusters")
+        # No chunk cache: every chunk is written (and fails, on a full disk) inside append(), and a
+        # flush after each batch leaves no dirty data for close() to write. HDF5 cannot close a file
+        # whose cached writes fail (measured: h5py then segfaults at exit); with nothing cached the
+        # close after a failed write succeeds and the temporary file is removed.
+        self._file = h5py.File(self._tmp, "w", rdcc_nbytes=0)
+        try:
+            self._file.attrs.update(schema=SCHEMA, schema_version=SCHEMA_VERSION, n_clusters=0, config=self._config,
+                                    seed=self._seed, complete=False, diffcalo_version=_version())
+            self._file.create_group("clusters")
+        except BaseException:
+            f, self._file = self._file, None
+            try:
+                f.close()
+            finally:
+                self._tmp.unlink(missing_ok=True)
+            raise
         return self
 
     def append(self, clusters) -> None:
@@ -160,37 +180,65 @@ class DatasetWriter:
             raise RuntimeError("DatasetWriter.append outside of 'with DatasetWriter(...) as w:'")
         data = _as_arrays(clusters)
         n = data["energy"].shape[0]
+        for name in _FINITE:
+            bad = np.flatnonzero(~np.isfinite(data[name].reshape(n, -1)).all(axis=1))
+            if bad.size:
+                raise ValueError(f"append: {name} is not finite in {bad.size} of {n} clusters (first: {bad[0]}); "
+                                 "nothing of this batch was written")
         group = self._file["clusters"]
-        for name, (dtype, _) in FIELDS.items():
-            a = data[name]
-            if name not in group:
-                group.create_dataset(name, shape=(0,) + a.shape[1:], maxshape=(None,) + a.shape[1:], dtype=dtype,
-                                     chunks=(min(self._chunk, max(n, 1)),) + a.shape[1:], compression="gzip",
-                                     compression_opts=4, shuffle=True, fletcher32=True)
-            ds = group[name]
-            if ds.shape[1:] != a.shape[1:]:
-                raise ValueError(f"append: {name} has shape {a.shape[1:]} per cluster; the file has {ds.shape[1:]}")
-            ds.resize(self._n + n, axis=0)
-            ds[self._n:self._n + n] = a
-        self._n += n
-        self._file.attrs["n_clusters"] = self._n
+        try:
+            for name, (dtype, _) in FIELDS.items():
+                a = data[name]
+                if name not in group:
+                    group.create_dataset(name, shape=(0,) + a.shape[1:], maxshape=(None,) + a.shape[1:], dtype=dtype,
+                                         chunks=(min(self._chunk, max(n, 1)),) + a.shape[1:], compression="gzip",
+                                         compression_opts=4, shuffle=True, fletcher32=True)
+                ds = group[name]
+                if ds.shape[1:] != a.shape[1:]:
+                    raise ValueError(f"append: {name} has shape {a.shape[1:]} per cluster; the file has {ds.shape[1:]}")
+                ds.resize(self._n + n, axis=0)
+                ds[self._n:self._n + n] = a
+            self._n += n
+            self._file.attrs["n_clusters"] = self._n
+            self._file.flush()
+        except (OSError, RuntimeError) as exc:          # HDF5 reports a failed write (full disk, I/O error)
+            code = getattr(exc, "errno", None) or (errno.ENOSPC if "No space left" in str(exc) else errno.EIO)
+            raise OSError(code, f"{os.strerror(code)} while writing the dataset (nothing is left under the final "
+                                "name)", str(self.path)) from None
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        """Close the file deterministically (h5py objects never linger for the garbage collector), then
+        rename it over the final name only if everything succeeded; otherwise remove it."""
         f, self._file = self._file, None
-        if exc_type is not None:
-            f.close()
+        ok = exc_type is None
+        try:
+            if ok and self._n == 0:
+                ok = False
+                raise ValueError(f"{self.path}: no clusters were appended; nothing written")
+            if ok:
+                f.attrs["complete"] = True
+                f.flush()
+        except BaseException:
+            ok = False
+            raise
+        finally:
+            try:
+                f.close()
+            except Exception:               # noqa: BLE001 - closing after a failed write (disk full)
+                if ok:
+                    ok = False
+                    raise
+            finally:
+                if not ok:
+                    self._tmp.unlink(missing_ok=True)
+        if not ok:
+            return                          # the caller's exception propagates
+        try:
+            with open(self._tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(self._tmp, self.path)
+        finally:
             self._tmp.unlink(missing_ok=True)
-            return
-        if self._n == 0:
-            f.close()
-            self._tmp.unlink(missing_ok=True)
-            raise ValueError(f"{self.path}: no clusters were appended; nothing written")
-        f.attrs["complete"] = True
-        f.flush()
-        f.close()
-        with open(self._tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self._tmp, self.path)
 
 
 def write_clusters(path, clusters, *, config: Mapping | None = None, seed: int | None = None,
@@ -212,11 +260,22 @@ def dataset_info(path) -> dict:
     path = pathlib.Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such file")
+    if path.is_dir():
+        raise DatasetError(f"{path}: is a directory, not a dataset file")
     try:
         f = h5py.File(path, "r")
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         raise DatasetError(f"{path}: not a readable HDF5 file (truncated or corrupted?): {exc}") from None
-    with f:
+    try:
+        return _dataset_info(f, path)
+    except (OSError, RuntimeError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{path}: the file's structure cannot be read (corrupted?): {type(exc).__name__}: {exc}") from None
+    finally:
+        f.close()
+
+
+def _dataset_info(f, path: pathlib.Path) -> dict:
+    if True:
         attrs = dict(f.attrs)
         if attrs.get("schema") != SCHEMA:
             raise DatasetError(f"{path}: schema = {attrs.get('schema')!r}; expected {SCHEMA!r} "
@@ -228,8 +287,13 @@ def dataset_info(path) -> dict:
                                f"{READABLE_VERSIONS}")
         if not bool(attrs.get("complete", False)):
             raise DatasetError(f"{path}: incomplete (the writer did not finish)")
-        n = int(attrs.get("n_clusters", -1))
-        if "clusters" not in f:
+        try:
+            n = int(attrs.get("n_clusters", -1))
+        except (TypeError, ValueError):
+            raise DatasetError(f"{path}: the 'n_clusters' attribute = {attrs.get('n_clusters')!r} is not an integer") from None
+        if n < 0:
+            raise DatasetError(f"{path}: n_clusters = {n}; must be >= 0")
+        if "clusters" not in f or not isinstance(f["clusters"], _h5py().Group):
             raise DatasetError(f"{path}: missing group 'clusters'")
         group = f["clusters"]
         shapes = {}
@@ -248,9 +312,19 @@ def dataset_info(path) -> dict:
         if shapes["offset"][1:] != (2,) or shapes["cell_index"][1:] != (2,):
             raise DatasetError(f"{path}: offset and cell_index must be [N, 2]")
     config = attrs.get("config", "{}")
-    return dict(n_clusters=n, schema_version=version, energy_shape=shapes["energy"][1:], seed=int(attrs.get("seed", -1)),
-                config=json.loads(config if isinstance(config, str) else config.decode()),
-                diffcalo_version=attrs.get("diffcalo_version"), path=path)
+    try:
+        config = json.loads(config if isinstance(config, str) else bytes(config).decode())
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError):
+        raise DatasetError(f"{path}: the 'config' attribute is not JSON text ({str(config)[:60]!r}); the file was "
+                           "not written by diffcalo or was edited") from None
+    if not isinstance(config, dict):
+        raise DatasetError(f"{path}: the 'config' attribute must be a JSON object, not {type(config).__name__}")
+    try:
+        seed = int(attrs.get("seed", -1))
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}: the 'seed' attribute = {attrs.get('seed')!r} is not an integer") from None
+    return dict(n_clusters=n, schema_version=version, energy_shape=shapes["energy"][1:], seed=seed,
+                config=config, diffcalo_version=attrs.get("diffcalo_version"), path=path)
 
 
 def iter_clusters(path, *, chunk_size: int = 65536, check_values: bool = True) -> Iterator:
@@ -263,24 +337,68 @@ def iter_clusters(path, *, chunk_size: int = 65536, check_values: bool = True) -
     info = dataset_info(path)
     h5py = _h5py()
     n = info["n_clusters"]
+    signed = info["config"].get("mode") == "relaxed"
+    n_regions = _regions_of(info["config"])
     with h5py.File(path, "r") as f:
         group = f["clusters"]
         for start in range(0, n, chunk_size):
             stop = min(start + chunk_size, n)
             try:
                 arrays = {name: group[name][start:stop] for name in FIELDS if name in group}
-            except OSError as exc:
+            except (OSError, RuntimeError, ValueError) as exc:
                 raise DatasetError(f"{path}: clusters {start}-{stop} cannot be read (corrupted?): {exc}") from None
             if check_values:
-                for name in _FINITE:
-                    bad = np.flatnonzero(~np.isfinite(arrays[name].reshape(stop - start, -1)).all(axis=1))
-                    if bad.size:
-                        raise DatasetError(f"{path}: clusters/{name}[{start + bad[0]}] is not finite "
-                                           f"({bad.size} clusters in {start}-{stop})")
+                check_cluster_values(arrays, start, where=str(path), signed_cells=signed,
+                                     n_regions=n_regions)
             for name, (dtype, _) in FIELDS.items():
                 if name not in arrays:          # older schema: field unknown at the time
                     arrays[name] = np.full(stop - start, np.nan, dtype)
             yield Clusters(**{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def check_cluster_values(arrays: Mapping, start: int = 0, *, where: str = "clusters", signed_cells: bool = False,
+                         n_regions: int | None = None) -> None:
+    """Refuse impossible cluster contents with :class:`DatasetError` naming the field and the first bad
+    cluster: non-finite energies, times or truth; a true energy <= 0; negative cell energies (except
+    in relaxed-mode data, ``signed_cells``, whose smooth noise is signed); a region index < 0 or not
+    in the layout (``n_regions``); an unsupported particle id."""
+    from diffcalo.particles import SUPPORTED_PIDS
+
+    n = len(arrays["energy"])
+
+    def refuse(name, mask, what):
+        bad = np.flatnonzero(mask)
+        if bad.size:
+            i = int(bad[0])
+            value = np.asarray(arrays[name][i])
+            shown = f"{value.item()!r}" if value.ndim == 0 else f"smallest cell {value.min():.4g}"
+            raise DatasetError(f"{where}: clusters/{name}[{start + i}] {what} (value {shown}; {bad.size} of clusters "
+                               f"{start}-{start + n - 1})")
+
+    for name in _FINITE:
+        if name in arrays:
+            refuse(name, ~np.isfinite(np.asarray(arrays[name]).reshape(n, -1)).all(axis=1), "is not finite")
+    refuse("e_true", np.asarray(arrays["e_true"]) <= 0, "is not > 0: a true energy must be > 0 GeV")
+    if not signed_cells:
+        refuse("energy", (np.asarray(arrays["energy"]).reshape(n, -1) < 0).any(axis=1),
+               "has a negative cell energy (only relaxed-mode data may have signed cells)")
+    region = np.asarray(arrays["region"])
+    refuse("region", region < 0, "is negative: region indices are >= 0")
+    if n_regions is not None:
+        refuse("region", region >= n_regions, f"is not a region of the dataset's layout (0..{n_regions - 1})")
+    refuse("pid", ~np.isin(np.asarray(arrays["pid"]), SUPPORTED_PIDS), f"is not a supported particle id {SUPPORTED_PIDS}")
+
+
+def _regions_of(config: Mapping) -> int | None:
+    """Number of regions of the layout a dataset's simulation config describes (None if unknown)."""
+    layout = config.get("layout")
+    if isinstance(layout, str):
+        from diffcalo.layout import PRESETS, preset
+
+        return len(preset(layout).regions) if layout in PRESETS else None
+    if isinstance(layout, dict) and isinstance(layout.get("regions"), list):
+        return len(layout["regions"])
+    return None
 
 
 def read_clusters(path, *, check_values: bool = True):

@@ -49,7 +49,8 @@ def test_train_then_evaluate_writes_metrics_and_figures(dataset, capsys):
 
 def test_train_refuses_a_dataset_of_another_shape(dataset, upgrade2, capsys, tmp_path):
     p = dc.gun(jax.random.key(4), 300, upgrade2.layout, region="middle")
-    write_clusters(tmp_path / "w3.h5", dc.simulate(upgrade2, p, key=jax.random.key(5), window=3))
+    write_clusters(tmp_path / "w3.h5", dc.simulate(upgrade2, p, key=jax.random.key(5), window=3),
+                   config=dict(mode="relaxed"))          # relaxed mode: signed cells are allowed
     rc = main(["train", str(dataset / "reco.toml"), "--data", str(dataset / "train.h5"), "--validation",
                str(tmp_path / "w3.h5"), "-o", str(tmp_path / "m"), "-q"])
     assert rc == 2

@@ -108,18 +108,33 @@ def evaluate(reco: Reconstruction, clusters, *, bins=8, fit_noise: bool = True) 
     """Network vs classical on ``clusters`` with truth, per region: energy curves and the fitted
     a, b, c terms; position (mm) and slope residual widths; time residual widths (ps).
 
-    Returns a JSON-able dict: {"regions": {region: {...}}, "predictions": arrays (not JSON)}.
+    Returns a JSON-able dict: {"regions": {region: {...}}, "skipped": {region: clusters} (fewer than
+    50 usable clusters), "predictions": arrays (not JSON)}.
+
+    Raises:
+        DatasetError: clusters of a region the reconstruction was not fitted on.
     """
-    pred = reco.predict(clusters)
+    from diffcalo.io import DatasetError
+
     region = np.asarray(clusters.region)
+    known = sorted(int(k) for k in reco.classical.tables)
+    on_wall = np.asarray(clusters.status) == 0
+    unknown = sorted(set(np.unique(region[on_wall]).tolist()) - set(known))
+    if unknown:
+        counts = ", ".join(f"{r}: {int(((region == r) & on_wall).sum())}" for r in unknown)
+        raise DatasetError(f"evaluate: clusters of region(s) {unknown} (clusters per region {counts}); the "
+                           f"reconstruction was fitted on regions {known}: evaluate it on data of the same layout")
+    pred = reco.predict(clusters)
     e_true = np.asarray(clusters.e_true, dtype=float)
     off_true = np.asarray(clusters.offset, dtype=float)
     slope_true = np.stack([np.asarray(clusters.tx), np.asarray(clusters.ty)], axis=1).astype(float)
     t_true = np.asarray(clusters.t_true, dtype=float)
-    result = {}
-    for r in sorted(int(k) for k in reco.classical.tables):
-        m = (region == r) & np.isfinite(pred["energy"]) & (np.asarray(clusters.status) == 0)
+    result, skipped = {}, {}
+    for r in known:
+        m = (region == r) & np.isfinite(pred["energy"]) & on_wall
         if m.sum() < 50:
+            if (region == r).any():
+                skipped[str(r)] = int(m.sum())
             continue
         entry = dict(n=int(m.sum()), cell_mm=reco.classical.tables[str(r)]["cell_mm"])
         for who, e_key, o_key, s_key, t_key in (("network", "energy", "offset", "slope", "time"),
@@ -142,4 +157,4 @@ def evaluate(reco: Reconstruction, clusters, *, bins=8, fit_noise: bool = True) 
                 block["time_ps"] = metrics.width_summary(1000.0 * (pred[t_key][m] - t_true[m]))
             entry[who] = block
         result[str(r)] = entry
-    return dict(regions=result, predictions=pred)
+    return dict(regions=result, skipped=skipped, predictions=pred)
