@@ -102,3 +102,140 @@ def test_an_unreachable_dask_scheduler_is_one_clear_error():
                                          r"within 10 s .*leave the scheduler empty for a local cluster"):
         make_executor("dask", workers=1, scheduler=f"tcp://127.0.0.1:{port}")
     assert time.time() - t0 < 25
+
+
+# ---- faults at the command line -----------------------------------------------------------------------------
+SIM_CONFIG = """
+seed = 1
+batch = 500
+[layout]
+preset = "lhcb-upgrade2-baseline"
+[particles]
+n = {n}
+[simulation]
+mode = "realistic"
+"""
+
+
+def test_simulate_refuses_a_directory_or_a_path_under_a_file_before_simulating(tmp_path, capsys):
+    from diffcalo.cli import main
+
+    cfg = tmp_path / "sim.toml"
+    cfg.write_text(SIM_CONFIG.format(n=200))
+    (tmp_path / "outdir").mkdir()
+    t0 = time.time()
+    assert main(["simulate", str(cfg), "-o", str(tmp_path / "outdir"), "--force", "-q"]) == 2
+    assert "outdir: is a directory; give the dataset a file name" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    assert main(["simulate", str(cfg), "-o", str(tmp_path / "afile" / "out.h5"), "-q"]) == 2
+    assert "afile is a file, not a directory" in capsys.readouterr().err
+    assert time.time() - t0 < 20                           # refused before any simulation
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "outdir", "sim.toml"]
+
+
+def test_a_full_disk_while_writing_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """Injected: the HDF5 write of the second batch fails with ENOSPC."""
+    import errno
+
+    import h5py
+
+    from diffcalo.cli import main
+
+    real = h5py.Dataset.__setitem__
+    calls = []
+
+    def full(self, key, value):
+        calls.append(self.name)
+        if len(calls) > 16:                                # the second batch (16 fields per batch)
+            raise OSError(errno.ENOSPC, "Can't synchronously write data (No space left on device)")
+        return real(self, key, value)
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", full)
+    cfg = tmp_path / "sim.toml"
+    cfg.write_text(SIM_CONFIG.format(n=1000))
+    out = tmp_path / "out" / "data.h5"
+    assert main(["simulate", str(cfg), "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"diffcalo simulate: error: {out}: No space left on device while writing the dataset (nothing is "
+                   "left under the final name) (the disk is full: free space (or choose another output) and run the "
+                   "command again)"]
+    assert list(out.parent.iterdir()) == []                # no partial file, no temporary
+
+
+def test_a_really_full_filesystem_ends_cleanly(tmp_path):
+    """On a 3 MB tmpfs (needs mount rights: root on Linux; skipped elsewhere): no segfault in h5py's
+    clean-up, exit code 2, one line, nothing left on the full disk."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root, or no mount rights)")
+    try:
+        cfg = tmp_path / "sim.toml"
+        cfg.write_text(SIM_CONFIG.format(n=40000).replace("batch = 500", "batch = 4000"))
+        run = subprocess.run([sys.executable, "-m", "diffcalo.cli", "simulate", str(cfg), "-o", str(mnt / "out.h5"), "-q"],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 2, run.stderr[-2000:]
+        assert run.stderr.strip().splitlines() == [
+            f"diffcalo simulate: error: {mnt / 'out.h5'}: No space left on device while writing the dataset (nothing is "
+            "left under the final name) (the disk is full: free space (or choose another output) and run the command again)"]
+        assert list(mnt.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_ctrl_c_during_simulate_exits_130_and_leaves_nothing(tmp_path):
+    cfg = tmp_path / "sim.toml"
+    cfg.write_text(SIM_CONFIG.format(n=400000))
+    out = tmp_path / "o" / "data.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "diffcalo.cli", "simulate", str(cfg), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "o").glob(".data.h5.tmp-*")):
+        time.sleep(0.1)                                    # writing has started
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "diffcalo simulate: interrupted; nothing was left half-written"
+    assert list((tmp_path / "o").iterdir()) == []
+
+
+def test_an_interrupted_study_releases_its_lock_and_resumes(tmp_path):
+    from study_toys import toy_objective
+
+    from diffcalo.study.config import study_config_from_dict
+    from diffcalo.study.journal import Journal
+    from diffcalo.study.runner import run_study
+
+    calls = []
+
+    def interrupted(config, design, seed):
+        calls.append(design)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return toy_objective(config, design, seed)
+
+    cfg = study_config_from_dict({"optimizer": {"kind": "random", "evaluations": 5}})
+    with pytest.raises(KeyboardInterrupt):
+        run_study(cfg, tmp_path / "run", objective=interrupted, progress=False, log=lambda *a: None)
+    with Journal.open(tmp_path / "run" / "journal.sqlite") as j:
+        assert j.counts() == {"pending": 1, "running": 1, "done": 2, "failed": 0}   # batch 2: one not started
+    j = run_study(cfg, tmp_path / "run", resume=True, objective=toy_objective, progress=False, log=lambda *a: None)
+    assert j.counts() == {"pending": 0, "running": 0, "done": 5, "failed": 0}
+    assert [r["design"] for r in j.records()][2] == calls[2]        # the interrupted design was run again
+    j.close()
+
+
+def test_a_study_whose_every_evaluation_failed_exits_1(tmp_path, capsys):
+    from study_toys import nan_objective
+
+    from diffcalo.cli import _study_end
+    from diffcalo.study.config import study_config_from_dict
+    from diffcalo.study.runner import run_study
+
+    cfg = study_config_from_dict({"optimizer": {"kind": "random", "evaluations": 2}})
+    j = run_study(cfg, tmp_path / "run", objective=nan_objective, progress=False, log=lambda *a: None)
+    assert _study_end(j, tmp_path / "run") == 1
+    err = capsys.readouterr().err
+    assert "every evaluation failed (2); first error: FloatingPointError: the objective returned fom = nan" in err
+    assert (tmp_path / "run" / "report.md").exists()
