@@ -342,27 +342,36 @@ def _load_reco_config(path: pathlib.Path) -> RecoConfig:
     if set(reco) - allowed:
         raise ConfigError(f"{path}: unknown key(s) {sorted(set(reco) - allowed)} in [reco]; allowed: {sorted(allowed)}")
     tasks = reco.get("tasks", list(TASKS))
-    if not isinstance(tasks, list) or not tasks or any(t not in TASKS for t in tasks):
-        raise _fail("reco.tasks", tasks, f"a non-empty list of {list(TASKS)}")
-    vf = reco.get("validation_fraction", 0.2)
-    if not isinstance(vf, (int, float)) or not 0 < vf < 1:
+    if not isinstance(tasks, list) or not tasks or any(not isinstance(x, str) or x not in TASKS for x in tasks) \
+            or len(set(tasks)) != len(tasks):
+        raise _fail("reco.tasks", tasks, f"a non-empty list of {list(TASKS)}, each at most once")
+    vf = check_number("reco.validation_fraction", reco.get("validation_fraction", 0.2), 0.0, 1.0, strict=True)
+    if vf >= 1.0:
         raise _fail("reco.validation_fraction", vf, "a number between 0 and 1 (exclusive)")
     model_raw = reco.get("model", {})
+    if not isinstance(model_raw, dict):
+        raise _fail("reco.model", model_raw, "must be a table [reco.model]")
     known = {f.name for f in dataclasses.fields(ModelConfig)}
-    if not isinstance(model_raw, dict) or set(model_raw) - known:
+    if set(model_raw) - known:
         raise ConfigError(f"{path}: unknown key(s) {sorted(set(model_raw) - known)} in [reco.model]; allowed: {sorted(known)}")
     try:
         model = ModelConfig(**model_raw)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"{path}: [reco.model]: {exc}") from None
-    train_raw = dict(reco.get("train", {}))
-    per_task = {t: train_raw.pop(t) for t in list(train_raw) if t in TASKS}
+    train_raw = reco.get("train", {})
+    if not isinstance(train_raw, dict):
+        raise _fail("reco.train", train_raw, "must be a table [reco.train]")
+    train_raw = dict(train_raw)
+    per_task = {x: train_raw.pop(x) for x in list(train_raw) if x in TASKS}
+    for x, table in per_task.items():
+        if not isinstance(table, dict):
+            raise _fail(f"reco.train.{x}", table, f"must be a table [reco.train.{x}]")
     train = {}
-    for t in tasks:
-        merged = {**train_raw, **per_task.get(t, {})}
+    for x in tasks:
+        merged = {**train_raw, **per_task.get(x, {})}
         try:
-            train[t] = TrainConfig.from_dict(merged)
-        except (TypeError, ValueError) as exc:
-            where = f"[reco.train.{t}]" if t in per_task else "[reco.train]"
+            train[x] = TrainConfig.from_dict(merged)
+        except (TypeError, ValueError, OverflowError) as exc:
+            where = f"[reco.train.{x}]" if x in per_task else "[reco.train]"
             raise ConfigError(f"{path}: {where}: {exc}") from None
     return RecoConfig(tasks=tuple(tasks), validation_fraction=float(vf), model=model, train=train)

@@ -289,7 +289,7 @@ def _dataset_info(f, path: pathlib.Path) -> dict:
             raise DatasetError(f"{path}: incomplete (the writer did not finish)")
         try:
             n = int(attrs.get("n_clusters", -1))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise DatasetError(f"{path}: the 'n_clusters' attribute = {attrs.get('n_clusters')!r} is not an integer") from None
         if n < 0:
             raise DatasetError(f"{path}: n_clusters = {n}; must be >= 0")
@@ -313,15 +313,19 @@ def _dataset_info(f, path: pathlib.Path) -> dict:
             raise DatasetError(f"{path}: offset and cell_index must be [N, 2]")
     config = attrs.get("config", "{}")
     try:
-        config = json.loads(config if isinstance(config, str) else bytes(config).decode())
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError):
+        if isinstance(config, (bytes, np.bytes_)):
+            config = bytes(config).decode()
+        if not isinstance(config, str):
+            raise TypeError(type(config).__name__)
+        config = json.loads(config)
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError, RecursionError):
         raise DatasetError(f"{path}: the 'config' attribute is not JSON text ({str(config)[:60]!r}); the file was "
                            "not written by diffcalo or was edited") from None
     if not isinstance(config, dict):
         raise DatasetError(f"{path}: the 'config' attribute must be a JSON object, not {type(config).__name__}")
     try:
         seed = int(attrs.get("seed", -1))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DatasetError(f"{path}: the 'seed' attribute = {attrs.get('seed')!r} is not an integer") from None
     return dict(n_clusters=n, schema_version=version, energy_shape=shapes["energy"][1:], seed=seed,
                 config=config, diffcalo_version=attrs.get("diffcalo_version"), path=path)

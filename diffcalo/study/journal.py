@@ -19,6 +19,8 @@ Version-1 journals (no ``batch`` column) are read for reports; they cannot be re
 from __future__ import annotations
 
 import csv
+import errno
+import functools
 import json
 import os
 import pathlib
@@ -62,11 +64,43 @@ class JournalError(DiffcaloError, RuntimeError):
     """A journal file that cannot be used; the message names the file and the problem."""
 
 
+def _text(raw: bytes) -> str:
+    """Column text of a journal; bytes that are not UTF-8 (a damaged file) become U+FFFD, and the JSON
+    or value checks then name the row."""
+    return raw.decode("utf-8", "replace")
+
+
 def _connect(path: pathlib.Path) -> sqlite3.Connection:
     con = sqlite3.connect(path, timeout=30.0, isolation_level=None)   # autocommit; explicit transactions
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=FULL")
+    con.text_factory = _text
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=FULL")
+    except BaseException:
+        con.close()
+        raise
     return con
+
+
+def _guarded(method):
+    """Turn SQLite errors of a journal operation into :class:`JournalError` naming the file (a full disk
+    into ``OSError(ENOSPC)``): a damaged or edited journal never surfaces as a bare sqlite3 error."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except UnicodeDecodeError as exc:
+            raise JournalError(f"{self.path}: the journal cannot be read (damaged?): {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            text = str(exc)
+            if "disk is full" in text or "disk I/O error" in text:
+                code = errno.ENOSPC if "full" in text else errno.EIO
+                raise OSError(code, f"{os.strerror(code)} (journal: {text})", str(self.path)) from None
+            raise JournalError(f"{self.path}: the journal cannot be read or written (damaged or edited?): "
+                               f"{type(exc).__name__}: {text[:200]}") from None
+
+    return wrapper
 
 
 class Journal:
@@ -123,6 +157,7 @@ class Journal:
         path = pathlib.Path(path)
         if not path.exists():
             raise JournalError(f"{path}: no such journal")
+        con = None
         try:
             with open(path, "rb") as f:
                 head = f.read(16)
@@ -134,15 +169,20 @@ class Journal:
             con = _connect(path)
             ok = con.execute("PRAGMA integrity_check").fetchone()[0]
             if ok != "ok":
-                raise JournalError(f"{path}: the journal is damaged (integrity check: {ok})")
+                raise JournalError(f"{path}: the journal is damaged (integrity check: {ok[:200]})")
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError as exc:
+            if meta.get("schema") != "diffcalo.journal":
+                raise JournalError(f"{path}: not a diffcalo journal (schema = {meta.get('schema')!r})")
+            if meta.get("schema_version") not in {str(v) for v in READABLE_VERSIONS}:
+                raise JournalError(f"{path}: journal schema version {meta.get('schema_version')}; this diffcalo reads "
+                                   f"versions {', '.join(map(str, READABLE_VERSIONS))}")
+        except (sqlite3.DatabaseError, UnicodeDecodeError, JournalError) as exc:
+            # (SQLite's message about a damaged schema can itself hold undecodable bytes)
+            if con is not None:
+                con.close()
+            if isinstance(exc, JournalError):
+                raise
             raise JournalError(f"{path}: the journal cannot be read (corrupted?): {exc}") from None
-        if meta.get("schema") != "diffcalo.journal":
-            raise JournalError(f"{path}: not a diffcalo journal (schema = {meta.get('schema')!r})")
-        if meta.get("schema_version") not in {str(v) for v in READABLE_VERSIONS}:
-            raise JournalError(f"{path}: journal schema version {meta.get('schema_version')}; this diffcalo reads "
-                               f"versions {', '.join(map(str, READABLE_VERSIONS))}")
         journal = cls(path, con)
         journal.version = int(meta["schema_version"])
         return journal
@@ -157,10 +197,16 @@ class Journal:
         self.close()
 
     @property
+    @_guarded
     def config(self) -> dict:
         """The resolved study config the journal was started with."""
-        return self.get_meta("config")
+        config = self.get_meta("config")
+        if not isinstance(config, dict):
+            raise JournalError(f"{self.path}: meta 'config' is {config!r}, not the study config (the journal was "
+                               "edited or damaged)")
+        return config
 
+    @_guarded
     def get_meta(self, key: str, default=None):
         """A JSON value of the ``meta`` table (``default`` if absent)."""
         row = self._con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -171,6 +217,7 @@ class Journal:
         except (json.JSONDecodeError, TypeError):
             raise JournalError(f"{self.path}: meta {key!r} is not valid JSON (the journal was edited or damaged)") from None
 
+    @_guarded
     def set_meta(self, key: str, value) -> None:
         """Store a JSON value in the ``meta`` table (one transaction)."""
         with self._con:
@@ -178,6 +225,7 @@ class Journal:
             self._con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, sort_keys=True)))
 
     # -- changes (one transaction each) ---------------------------------------------------------------------
+    @_guarded
     def add(self, designs, seeds, batch: int | None = None) -> list[int]:
         """Record new pending evaluations (proposed together as ``batch``); returns their ids."""
         if self.version < 2:
@@ -193,17 +241,20 @@ class Journal:
                 ids.append(int(cur.lastrowid))
         return ids
 
+    @_guarded
     def start(self, eid: int, worker: str = "") -> None:
         """pending -> running."""
         self._transition(eid, "pending", "running",
                          "worker = ?, t_started = ?, attempts = attempts + 1", (worker, time.time()))
 
+    @_guarded
     def finish(self, eid: int, *, fom: float | None, cost: float | None, metrics: dict, timings: dict,
                worker: str = "") -> None:
         """running -> done with the results."""
         self._transition(eid, "running", "done", "fom = ?, cost = ?, metrics = ?, timings = ?, worker = COALESCE(NULLIF(?, ''), worker), t_finished = ?",
                          (fom, cost, json.dumps(metrics, sort_keys=True), json.dumps(timings), worker, time.time()))
 
+    @_guarded
     def fail(self, eid: int, error: str, *, timings: dict | None = None, worker: str = "") -> None:
         """running (or pending) -> failed with the error text."""
         with self._con:
@@ -226,6 +277,7 @@ class Journal:
                 raise JournalError(f"{self.path}: evaluation {eid} is {row[0] if row else 'missing'}, not {old}; "
                                    f"cannot mark it {new}")
 
+    @_guarded
     def requeue_running(self) -> int:
         """Resume after a crash: every running evaluation goes back to pending. Returns how many."""
         with self._con:
@@ -235,6 +287,7 @@ class Journal:
         return cur.rowcount
 
     # -- reading ------------------------------------------------------------------------------------------------
+    @_guarded
     def records(self, status: str | None = None) -> list[dict]:
         """All evaluations (or those with ``status``) in id order, JSON fields decoded."""
         if status is not None and status not in STATUSES:
@@ -260,14 +313,20 @@ class Journal:
                 if r[k] is not None and not isinstance(r[k], (int, float)):
                     raise JournalError(f"{self.path}: evaluation {r['id']}: {k} = {r[k]!r} is not a number "
                                        "(the journal was edited or damaged)")
+            for k in ("seed", "attempts", "batch"):
+                if not (isinstance(r[k], int) or (k == "batch" and r[k] is None)):
+                    raise JournalError(f"{self.path}: evaluation {r['id']}: {k} = {r[k]!r} is not an integer "
+                                       "(the journal was edited or damaged)")
             out.append(r)
         return out
 
+    @_guarded
     def best_fom(self, *, minimize: bool = True) -> float | None:
         """The best figure of merit of the done evaluations (None before the first)."""
         row = self._con.execute(f"SELECT {'MIN' if minimize else 'MAX'}(fom) FROM evaluations WHERE status = 'done'").fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
+    @_guarded
     def counts(self) -> dict:
         c = dict(self._con.execute("SELECT status, COUNT(*) FROM evaluations GROUP BY status").fetchall())
         return {s: int(c.get(s, 0)) for s in STATUSES}

@@ -367,10 +367,17 @@ def _drive(cfg, cfg_dict, journal, designs, objective, executor, progress, log) 
     for r in recs:
         by_batch.setdefault(r["batch"], []).append(r)
     open_rows: list[dict] = []
+    if None in by_batch:
+        raise StudyError(f"{journal.path}: evaluations {[r['id'] for r in by_batch[None]]} have no proposal batch "
+                         "(the journal was edited?); start a new run directory")
     for k in sorted(by_batch):
         rows = by_batch[k]
         if opt is not None:
-            opt.record_ask([r["design"] for r in rows])
+            try:
+                opt.record_ask([r["design"] for r in rows])
+            except ValueError as exc:            # SpaceError: a design that is not of this study's space
+                raise StudyError(f"{journal.path}: evaluations {[r['id'] for r in rows]} (batch {k}): {exc} "
+                                 "(the journal was edited?)") from None
         if all(r["status"] in ("done", "failed") for r in rows):
             tell(rows)
         elif open_rows:
