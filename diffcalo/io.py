@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import glob
 import json
 import os
 import pathlib
@@ -72,13 +73,13 @@ def _remove_stale_temporaries(path: pathlib.Path) -> None:
     """Delete ``.NAME.tmp-PID`` files beside ``path`` left by processes that no longer run (killed
     writers). A PID that is alive, or unknown, is left alone."""
     try:
-        siblings = list(path.parent.glob(f".{path.name}.tmp-*"))
+        siblings = list(path.parent.glob(f".{glob.escape(path.name)}.tmp-*"))
     except OSError:
         return
     for tmp in siblings:
         try:
-            pid = int(tmp.name.rsplit("-", 1)[1])
-        except ValueError:
+            pid = int(tmp.name.rsplit(".tmp-", 1)[1].split("-")[0])   # .NAME.tmp-PID, .NAME.tmp-PID-wal
+        except (ValueError, IndexError):
             continue
         if pid == os.getpid():
             continue

@@ -239,3 +239,72 @@ def test_a_study_whose_every_evaluation_failed_exits_1(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "every evaluation failed (2); first error: FloatingPointError: the objective returned fom = nan" in err
     assert (tmp_path / "run" / "report.md").exists()
+
+
+def test_temporaries_of_killed_writers_are_removed_by_the_next_write(tmp_path):
+    """A writer killed with SIGKILL leaves its hidden temporary; the next write beside it removes it
+    (only when its PID is dead), for datasets, text files and journals alike."""
+    from diffcalo.io import write_clusters, write_text_atomic
+    from diffcalo.study.journal import Journal
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    alive_pid = os.getppid()                               # pytest's parent: alive
+    names = [f".data.h5.tmp-{dead_pid}", f".notes.md.tmp-{dead_pid}", f".journal.sqlite.tmp-{dead_pid}",
+             f".journal.sqlite.tmp-{dead_pid}-wal", f".data.h5.tmp-{alive_pid}"]
+    for n in names:
+        (tmp_path / n).write_bytes(b"partial")
+    sys.path.insert(0, str(TESTS))
+    from test_fuzz import _clusters
+
+    write_clusters(tmp_path / "data.h5", _clusters(), config={"mode": "realistic"})
+    write_text_atomic(tmp_path / "notes.md", "text\n")
+    Journal.create(tmp_path / "journal.sqlite", {}).close()
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["data.h5", "notes.md", "journal.sqlite", f".data.h5.tmp-{alive_pid}"]), left
+
+
+def test_evaluate_refuses_clusters_of_a_region_it_was_not_fitted_on():
+    import dataclasses
+
+    import jax
+    import numpy as np
+
+    import diffcalo as dc
+    from diffcalo.io import DatasetError
+    from diffcalo.reco.pipeline import Reconstruction, evaluate
+    from diffcalo.reco.train import TrainConfig
+
+    det = dc.Detector.from_layout(dc.layout.lhcb_upgrade2_baseline())
+    p = dc.gun(jax.random.key(0), 600, det.layout, region="middle")
+    c = jax.tree_util.tree_map(np.asarray, dc.simulate(det, p, key=jax.random.key(1), mode="realistic"))
+    reco = Reconstruction.fit(c, c, tasks=("energy",), z_mm=det.layout.z_mm,
+                              train_config=TrainConfig(epochs=1, batch_size=128), progress=False)
+    assert set(evaluate(reco, c)["regions"]) == {"2"}
+    moved = dataclasses.replace(c, region=np.where(np.arange(600) < 100, 3, c.region).astype(np.int32))
+    with pytest.raises(DatasetError, match=r"clusters of region\(s\) \[3\] \(clusters per region 3: 100\); the "
+                                           r"reconstruction was fitted on regions \[2\]"):
+        evaluate(reco, moved)
+
+
+def test_outputs_on_a_read_only_filesystem_are_one_line(tmp_path, capsys):
+    """A read-only tmpfs (needs mount rights; skipped elsewhere): simulate, optimize and report refuse
+    with one line naming the path, before any work."""
+    from diffcalo.cli import main
+
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root, or no mount rights)")
+    try:
+        cfg = tmp_path / "sim.toml"
+        cfg.write_text(SIM_CONFIG.format(n=200))
+        study = tmp_path / "study.toml"
+        study.write_text("[optimizer]\nkind = 'random'\nevaluations = 2\n")
+        assert main(["simulate", str(cfg), "-o", str(mnt / "out.h5"), "-q"]) == 2
+        assert main(["optimize", str(study), "-o", str(mnt / "run"), "-q"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 2 and all("Read-only file system" in x and str(mnt) in x for x in lines), lines
+        assert all("(the filesystem is read-only: choose an output on a writable filesystem)" in x for x in lines)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

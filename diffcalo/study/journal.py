@@ -126,7 +126,9 @@ class Journal:
         if path.exists():
             raise FileExistsError(f"{path}: a journal exists already; resume it (--resume) or choose another run directory")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        from diffcalo.io import temporary_sibling
+
+        tmp = temporary_sibling(path)            # (temporaries of dead drivers are removed)
         try:
             for stale in (tmp, *(tmp.with_name(tmp.name + s) for s in ("-wal", "-shm", "-journal"))):
                 stale.unlink(missing_ok=True)
