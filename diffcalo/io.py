@@ -160,8 +160,10 @@ class DatasetWriter:
         # No chunk cache: every chunk is written (and fails, on a full disk) inside append(), and a
         # flush after each batch leaves no dirty data for close() to write. HDF5 cannot close a file
         # whose cached writes fail (measured: h5py then segfaults at exit); with nothing cached the
-        # close after a failed write succeeds and the temporary file is removed.
-        self._file = h5py.File(self._tmp, "w", rdcc_nbytes=0)
+        # close after a failed write succeeds and the temporary file is removed. The v110 file format
+        # checksums its metadata (superblock, object headers, B-trees): a damaged file is reported as
+        # an error on read, where the old format's unchecked metadata could crash HDF5 itself.
+        self._file = h5py.File(self._tmp, "w", rdcc_nbytes=0, libver=("v110", "latest"))
         try:
             self._file.attrs.update(schema=SCHEMA, schema_version=SCHEMA_VERSION, n_clusters=0, config=self._config,
                                     seed=self._seed, complete=False, diffcalo_version=_version())

@@ -64,6 +64,7 @@ def test_a_journal_being_created_is_never_seen_corrupted(tmp_path):
         Journal.create(tmp_path / f"j{i}.sqlite", {"i": i}).close()
     out, _ = proc.communicate(timeout=180)
     counts = eval(out.strip().splitlines()[-1])
+    print(f"journal race, 60 journals: {counts}")          # shown with pytest -s
     assert counts["ok"] == 60 and counts["corrupted"] == 0, counts
     assert counts["missing"] > 0                      # the opener did race the creator
     assert not list(tmp_path.glob(".*tmp-*"))         # no temporary file left behind
