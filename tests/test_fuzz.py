@@ -33,7 +33,7 @@ from diffcalo.study.config import load_study_config
 from diffcalo.study.journal import Journal, JournalError
 
 EXAMPLES = int(os.environ.get("DIFFCALO_FUZZ_EXAMPLES", "0"))
-FUZZ = settings(max_examples=EXAMPLES or 40, derandomize=not EXAMPLES, deadline=None, database=None,
+FUZZ = settings(max_examples=EXAMPLES or 100, derandomize=not EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 # ---- documents from the real schema -------------------------------------------------------------------------

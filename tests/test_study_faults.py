@@ -1,6 +1,7 @@
 """Faults around a study's processes: CPU placement of concurrent studies, workers orphaned by a killed
 driver, an unreachable Dask scheduler."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -162,14 +163,23 @@ def test_a_full_disk_while_writing_is_one_line_and_leaves_nothing(tmp_path, caps
     assert list(out.parent.iterdir()) == []                # no partial file, no temporary
 
 
-def test_a_really_full_filesystem_ends_cleanly(tmp_path):
-    """On a 3 MB tmpfs (needs mount rights: root on Linux; skipped elsewhere): no segfault in h5py's
-    clean-up, exit code 2, one line, nothing left on the full disk."""
-    mnt = tmp_path / "small"
+@contextlib.contextmanager
+def _tmpfs(mnt: Path, options: str):
+    """A small tmpfs mounted at ``mnt`` for the block (needs mount rights: root on Linux; the test is
+    skipped elsewhere)."""
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)], capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here (not root, or no mount rights)")
     try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_a_really_full_filesystem_ends_cleanly(tmp_path):
+    """On a 3 MB tmpfs: no segfault in h5py's clean-up, exit code 2, one line, nothing left on the full
+    disk."""
+    with _tmpfs(tmp_path / "small", "size=3m") as mnt:
         cfg = tmp_path / "sim.toml"
         cfg.write_text(SIM_CONFIG.format(n=40000).replace("batch = 500", "batch = 4000"))
         run = subprocess.run([sys.executable, "-m", "diffcalo.cli", "simulate", str(cfg), "-o", str(mnt / "out.h5"), "-q"],
@@ -179,8 +189,6 @@ def test_a_really_full_filesystem_ends_cleanly(tmp_path):
             f"diffcalo simulate: error: {mnt / 'out.h5'}: No space left on device while writing the dataset (nothing is "
             "left under the final name) (the disk is full: free space (or choose another output) and run the command again)"]
         assert list(mnt.iterdir()) == []
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 def test_ctrl_c_during_simulate_exits_130_and_leaves_nothing(tmp_path):
@@ -292,11 +300,7 @@ def test_outputs_on_a_read_only_filesystem_are_one_line(tmp_path, capsys):
     with one line naming the path, before any work."""
     from diffcalo.cli import main
 
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (not root, or no mount rights)")
-    try:
+    with _tmpfs(tmp_path / "ro", "size=1m,ro") as mnt:
         cfg = tmp_path / "sim.toml"
         cfg.write_text(SIM_CONFIG.format(n=200))
         study = tmp_path / "study.toml"
@@ -306,5 +310,3 @@ def test_outputs_on_a_read_only_filesystem_are_one_line(tmp_path, capsys):
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 2 and all("Read-only file system" in x and str(mnt) in x for x in lines), lines
         assert all("(the filesystem is read-only: choose an output on a writable filesystem)" in x for x in lines)
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
