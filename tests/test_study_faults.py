@@ -91,18 +91,21 @@ def test_pool_workers_exit_when_their_driver_is_killed():
     assert not any(_alive(w) for w in workers), [w for w in workers if _alive(w)]
 
 
-def test_an_unreachable_dask_scheduler_is_one_clear_error():
+def test_an_unreachable_dask_scheduler_is_one_clear_error(monkeypatch):
     pytest.importorskip("distributed")
     import socket
 
+    from diffcalo.study import runner
+
+    monkeypatch.setattr(runner._Dask, "CONNECT_TIMEOUT", 2)     # 10 s by default
     with socket.socket() as s:                          # a port on loopback where nothing listens
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.time()
     with pytest.raises(StudyError, match=rf"executor.scheduler = 'tcp://127.0.0.1:{port}': no Dask scheduler answered "
-                                         r"within 10 s .*leave the scheduler empty for a local cluster"):
+                                         r"within 2 s .*leave the scheduler empty for a local cluster"):
         make_executor("dask", workers=1, scheduler=f"tcp://127.0.0.1:{port}")
-    assert time.time() - t0 < 25
+    assert time.time() - t0 < 15
 
 
 # ---- faults at the command line -----------------------------------------------------------------------------
@@ -177,11 +180,11 @@ def _tmpfs(mnt: Path, options: str):
 
 
 def test_a_really_full_filesystem_ends_cleanly(tmp_path):
-    """On a 3 MB tmpfs: no segfault in h5py's clean-up, exit code 2, one line, nothing left on the full
+    """On a 1 MB tmpfs: no segfault in h5py's clean-up, exit code 2, one line, nothing left on the full
     disk."""
-    with _tmpfs(tmp_path / "small", "size=3m") as mnt:
+    with _tmpfs(tmp_path / "small", "size=1m") as mnt:
         cfg = tmp_path / "sim.toml"
-        cfg.write_text(SIM_CONFIG.format(n=40000).replace("batch = 500", "batch = 4000"))
+        cfg.write_text(SIM_CONFIG.format(n=16000).replace("batch = 500", "batch = 2000"))
         run = subprocess.run([sys.executable, "-m", "diffcalo.cli", "simulate", str(cfg), "-o", str(mnt / "out.h5"), "-q"],
                              capture_output=True, text=True, timeout=300)
         assert run.returncode == 2, run.stderr[-2000:]

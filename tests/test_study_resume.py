@@ -153,12 +153,12 @@ def _driver(n=12, batch=1, executor="inprocess", workers=1):
 
 
 def test_kill_and_resume_gives_the_journal_of_the_uninterrupted_run(tmp_path):
-    script = _driver(n=12, batch=2)
-    env = dict(os.environ, TOY_SLEEP="0.3")
+    script = _driver(n=10, batch=2)
+    env = dict(os.environ, TOY_SLEEP="0.25")
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "straight")], env=env, check=True, timeout=300)
     run = tmp_path / "killed"
-    for kill_at in (3, 7):                            # killed twice: once mid-batch, once later
-        proc = subprocess.Popen([sys.executable, "-c", script, str(run)] + (["--resume"] if kill_at == 7 else []),
+    for kill_at in (3, 6):                            # killed twice: once mid-batch, once later
+        proc = subprocess.Popen([sys.executable, "-c", script, str(run)] + (["--resume"] if kill_at == 6 else []),
                                 env=env)
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -170,12 +170,12 @@ def test_kill_and_resume_gives_the_journal_of_the_uninterrupted_run(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     with Journal.open(run / "journal.sqlite") as j:
-        assert j.counts()["done"] < 12
+        assert j.counts()["done"] < 10
     subprocess.run([sys.executable, "-c", script, str(run), "--resume"], env=env, check=True, timeout=300)
     straight, resumed = _rows(tmp_path / "straight" / "journal.sqlite"), _rows(run / "journal.sqlite")
-    assert len(straight) == 12 and [r[1] for r in straight] == [i // 2 for i in range(12)]
+    assert len(straight) == 10 and [r[1] for r in straight] == [i // 2 for i in range(10)]
     assert resumed == straight
-    assert len({r[3] for r in straight}) == 12                # no design evaluated twice
+    assert len({r[3] for r in straight}) == 10                # no design evaluated twice
 
 
 def test_one_and_two_workers_give_the_same_journal_and_the_batch_is_honoured(tmp_path):
