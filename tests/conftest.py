@@ -3,13 +3,22 @@ numerical check needs it."""
 
 from __future__ import annotations
 
+import atexit
+import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
 import diffcalo as dc
 
 DATA = pathlib.Path(__file__).parent / "data"
+
+# The suite's study processes claim CPUs among themselves only: a diffcalo study running elsewhere on the
+# machine (or another test run) must not change which CPUs the placement tests see as free.
+os.environ["DIFFCALO_CPU_LOCK_DIR"] = tempfile.mkdtemp(prefix="diffcalo-test-cpus-")
+atexit.register(shutil.rmtree, os.environ["DIFFCALO_CPU_LOCK_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ system's cgroup) and takes an exclusive ``flock`` on ``$TMPDIR/diffcalo-cpus-UID
 long as it holds the CPU. A CPU whose lock another live diffcalo process holds is skipped, so two
 studies started on one two-core machine run on different cores; the kernel drops the locks of a
 process that dies. When every allowed CPU is taken the process shares the preferred one (and says
-so). ``DIFFCALO_NO_PINNING=1`` switches in-process pinning off; results then depend on the thread
+so). ``DIFFCALO_CPU_LOCK_DIR`` names another folder for the locks (a group of processes that should
+only see each other, e.g. a test suite). ``DIFFCALO_NO_PINNING=1`` switches in-process pinning off; results then depend on the thread
 count XLA picks, so bit-for-bit reproduction needs the same affinity (e.g. ``taskset -c 0``).
 """
 
@@ -45,6 +46,8 @@ def set_affinity(cpus) -> None:
 
 
 def _lock_dir() -> pathlib.Path:
+    if os.environ.get("DIFFCALO_CPU_LOCK_DIR"):
+        return pathlib.Path(os.environ["DIFFCALO_CPU_LOCK_DIR"])
     uid = os.getuid() if hasattr(os, "getuid") else 0
     return pathlib.Path(tempfile.gettempdir()) / f"diffcalo-cpus-{uid}"
 
