@@ -13,8 +13,10 @@ Commands:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import errno
+import os
 import pathlib
 import sys
 import time
@@ -115,6 +117,9 @@ def _cmd_demo(args) -> int:
 def _study_setup(args):
     from diffcalo.study.config import load_study_config
 
+    from diffcalo.study.config import study_config_from_dict
+    from diffcalo.study.objective import _as_sections
+
     cfg = load_study_config(args.study)
     over = {}
     if args.executor:
@@ -124,8 +129,8 @@ def _study_setup(args):
     if args.scheduler:
         over["scheduler"] = args.scheduler
         over.setdefault("executor", "dask")
-    if over:
-        cfg = dataclasses.replace(cfg, **over)
+    if over:       # validated like the file's values (the errors name the option's config key)
+        cfg = study_config_from_dict(_as_sections(dict(cfg.as_dict(), **over)), where="command-line options")
     run_dir = pathlib.Path(args.output or pathlib.Path("runs") / cfg.name)
     return cfg, run_dir
 
@@ -186,6 +191,10 @@ def _read_designs(path: pathlib.Path, space) -> list[dict]:
         raise ConfigError(f"{path}: not a text (UTF-8) file (byte {exc.start}); a design file is JSON") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:      # nesting too deep, an integer of > 4300 digits
+        raise ConfigError(f"{path}: cannot be read as JSON: {str(exc)[:120]}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a design file") from None
     if not isinstance(designs, list) or not designs:
         raise ConfigError(f"{path}: must hold a non-empty JSON list of designs (objects like "
                           f"{{{', '.join(repr(n) + ': ...' for n in space.names)}}})")
@@ -328,10 +337,14 @@ def _cmd_simulate(args) -> int:
     direction = cfg.direction if det.layout.z_mm > 0 or cfg.direction != "from-ip" else (0.0, 0.0)
     root = jax.random.key(cfg.seed)
     out = pathlib.Path(args.output)
+    if out.exists() and not out.is_dir() and not args.force:
+        raise FileExistsError(f"{out} exists; add --force to replace it")
     n_bg, capped = [], 0
-    with DatasetWriter(out, config=cfg.as_dict(), seed=cfg.seed, overwrite=args.force) as writer, \
+    with _stop_between_batches() as stop, \
+            DatasetWriter(out, config=cfg.as_dict(), seed=cfg.seed, overwrite=args.force) as writer, \
             tqdm(total=cfg.n, unit="cluster", unit_scale=True, disable=args.quiet, desc="simulate") as bar:
         for i, start in enumerate(range(0, cfg.n, cfg.batch)):
+            stop.check()
             size = min(cfg.batch, cfg.n - start)
             k_gun, k_sim = jax.random.split(jax.random.fold_in(root, i))
             p = dc.gun(k_gun, size, det.layout, energy=spectrum, pid=cfg.pid, region=cfg.region, direction=direction)
@@ -342,10 +355,45 @@ def _cmd_simulate(args) -> int:
             n_bg.append(nb.mean())
             capped += int((nb > cfg.max_background).sum())
             bar.update(size)
+        stop.check()                      # an interrupt during the last batch: nothing is kept
     print(f"wrote {cfg.n} clusters to {out}" + (f"; pile-up {cfg.collisions:g} collisions/crossing: "
           f"{np.mean(n_bg):.2f} background particles per window, {capped / cfg.n:.3%} of windows over the "
           f"cap of {cfg.max_background}" if pileup else ""))
     return 0
+
+
+class _StopFlag:
+    def __init__(self):
+        self.signal = None
+
+    def check(self):
+        if self.signal is not None:
+            raise KeyboardInterrupt(self.signal)
+
+
+@contextlib.contextmanager
+def _stop_between_batches():
+    """SIGINT and SIGTERM set a flag that the batch loop checks (raising KeyboardInterrupt there), so an
+    interrupt never lands inside HDF5 or a garbage-collection callback, where Python can only print
+    and ignore it; a second Ctrl-C interrupts at once."""
+    import signal
+
+    flag = _StopFlag()
+
+    def handler(signum, frame):
+        if flag.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag.signal = signum
+
+    try:
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:                      # not the main thread: leave signals alone
+        previous = {}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _cmd_inspect(args) -> int:
@@ -552,6 +600,7 @@ _ERRNO_ADVICE = {
     errno.EPERM: "operation not permitted: choose an output you may write, or fix the permissions",
     errno.ENOTDIR: "a part of the path is a file, not a directory: choose another output path",
     errno.EISDIR: "the path is a directory: give a file name",
+    errno.EEXIST: "a file of that name is in the way where a directory is needed: choose another path",
     errno.ENOENT: "no such file or directory",
     errno.ENOMEM: "out of memory: use smaller samples or batches",
 }
@@ -574,6 +623,12 @@ def main(argv: list[str] | None = None) -> int:
     prefix = f"diffcalo {args.command}: error:"
     try:
         return args.func(args)
+    except BrokenPipeError:                 # output piped into head & co.: stop quietly
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 141
     except KeyboardInterrupt:
         again = " (continue with --resume)" if getattr(args, "resume", None) is not None else ""
         print(f"diffcalo {args.command}: interrupted; nothing was left half-written{again}", file=sys.stderr)

@@ -126,7 +126,10 @@ def check_number(key: str, value: Any, lo: float | None = None, hi: float | None
                  strict: bool = False, unit: str = "") -> float:
     """``value`` as a finite float with lo <= value <= hi (lo < value if ``strict``), else
     :class:`ConfigError` naming ``key``; ints are accepted, bools, strings and NaN / inf are not."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    try:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError:              # an int beyond float range
+        ok = False
     if ok and lo is not None:
         ok = value > lo if strict else value >= lo
     if ok and hi is not None:
@@ -174,6 +177,8 @@ def _read_toml(path: pathlib.Path) -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (ValueError, RecursionError) as exc:      # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{path}: cannot be read as TOML: {str(exc)[:120]}") from None
 
 
 def load_simulation_config(path) -> SimulationConfig:
@@ -221,9 +226,9 @@ def _load_simulation_config(path: pathlib.Path) -> SimulationConfig:
         kw["layout"] = dict(lay)
 
     if "n" in par:
-        kw["n"] = check_int("particles.n", par["n"], 1)
+        kw["n"] = check_int("particles.n", par["n"], 1, 10 ** 10)
     if "pid" in par:
-        if par["pid"] not in SUPPORTED_PIDS or isinstance(par["pid"], bool):
+        if not isinstance(par["pid"], int) or isinstance(par["pid"], bool) or par["pid"] not in SUPPORTED_PIDS:
             raise _fail("particles.pid", par["pid"], f"allowed {SUPPORTED_PIDS}")
         kw["pid"] = par["pid"]
     if "energy" in par:
@@ -321,6 +326,39 @@ class RecoConfig:
                     model=dataclasses.asdict(self.model), train={t: dataclasses.asdict(c) for t, c in self.train.items()})
 
 
+#: Bounds of integer settings of the reconstruction (widths, sizes, counts): beyond them a model does not fit in memory.
+_RECO_INT_BOUNDS = {"seed": (0, 2 ** 31 - 1), "kernel": (1, 15), "conv_dims": (2, 3), "batch_size": (1, 1 << 20),
+                    "epochs": (1, 100_000), "patience": (1, 100_000)}
+_RECO_WIDTH_MAX = 4096
+
+
+def _check_fields(prefix: str, raw: dict, defaults) -> None:
+    """Type-check a reconstruction table against the defaults of its dataclass: bools must be booleans,
+    integers integers (bounded), numbers finite numbers, layer lists lists of integers (1..4096)."""
+    for key, value in raw.items():
+        if key not in {f.name for f in dataclasses.fields(defaults)}:
+            continue                                    # unknown keys are reported by the caller
+        default = getattr(defaults, key)
+        name = f"{prefix}.{key}"
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise _fail(name, value, "must be true or false")
+        elif isinstance(default, int):
+            check_int(name, value, *_RECO_INT_BOUNDS.get(key, (0, 10 ** 9)))
+        elif isinstance(default, float):
+            check_number(name, value, 0.0, 1e6)
+        elif isinstance(default, tuple):
+            if not isinstance(value, list):
+                raise _fail(name, value, f"a list of layer widths (integers 1..{_RECO_WIDTH_MAX})")
+            for i, v in enumerate(value):
+                check_int(f"{name}[{i}]", v, 1, _RECO_WIDTH_MAX)
+        elif isinstance(default, str):
+            if not isinstance(value, str):
+                raise _fail(name, value, "must be a string")
+        elif isinstance(default, dict) and not isinstance(value, dict):
+            raise _fail(name, value, "must be a table")
+
+
 def load_reco_config(path) -> RecoConfig:
     """Read and validate a reconstruction config file (errors name the file, the key, the value and
     what is allowed)."""
@@ -336,7 +374,8 @@ def _load_reco_config(path: pathlib.Path) -> RecoConfig:
     raw = _read_toml(path)
     unknown = set(raw) - {"reco"}
     if unknown or not isinstance(raw.get("reco", {}), dict):
-        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; a reconstruction config has one table [reco]")
+        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)} or [reco] not a table; a reconstruction "
+                          "config has one table [reco]")
     reco = dict(raw.get("reco", {}))
     allowed = {"tasks", "validation_fraction", "model", "train"}
     if set(reco) - allowed:
@@ -354,6 +393,7 @@ def _load_reco_config(path: pathlib.Path) -> RecoConfig:
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     if set(model_raw) - known:
         raise ConfigError(f"{path}: unknown key(s) {sorted(set(model_raw) - known)} in [reco.model]; allowed: {sorted(known)}")
+    _check_fields("reco.model", model_raw, ModelConfig())
     try:
         model = ModelConfig(**model_raw)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -367,6 +407,9 @@ def _load_reco_config(path: pathlib.Path) -> RecoConfig:
         if not isinstance(table, dict):
             raise _fail(f"reco.train.{x}", table, f"must be a table [reco.train.{x}]")
     train = {}
+    _check_fields("reco.train", train_raw, TrainConfig())
+    for x, table in per_task.items():
+        _check_fields(f"reco.train.{x}", table, TrainConfig())
     for x in tasks:
         merged = {**train_raw, **per_task.get(x, {})}
         try:

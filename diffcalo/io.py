@@ -163,7 +163,11 @@ class DatasetWriter:
         # close after a failed write succeeds and the temporary file is removed. The v110 file format
         # checksums its metadata (superblock, object headers, B-trees): a damaged file is reported as
         # an error on read, where the old format's unchecked metadata could crash HDF5 itself.
-        self._file = h5py.File(self._tmp, "w", rdcc_nbytes=0, libver=("v110", "latest"))
+        try:
+            self._file = h5py.File(self._tmp, "w", rdcc_nbytes=0, libver=("v110", "latest"))
+        except (OSError, RuntimeError) as exc:          # named by the user's path, not the temporary's
+            code = getattr(exc, "errno", None) or errno.EIO
+            raise OSError(code, f"cannot create the dataset ({os.strerror(code)})", str(self.path)) from None
         try:
             self._file.attrs.update(schema=SCHEMA, schema_version=SCHEMA_VERSION, n_clusters=0, config=self._config,
                                     seed=self._seed, complete=False, diffcalo_version=_version())

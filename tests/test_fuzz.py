@@ -66,7 +66,7 @@ STUDY = {
 }
 
 MUTANTS = st.one_of(
-    st.sampled_from([0, -1, 1, 2, 7, 2 ** 31, 2 ** 62, -(2 ** 62), 0.0, -0.5, 0.5, 1e-300, 1e300, -1e300,
+    st.sampled_from([0, -1, 1, 2, 7, 2 ** 31, 2 ** 62, -(2 ** 62), 10 ** 30, -(10 ** 400), 0.0, -0.5, 0.5, 1e-300, 1e300, -1e300,
                      math.nan, math.inf, -math.inf, "", "x", "2", "1e3", "nan", "from-ip", "realistic", True, False,
                      [], [1], [1.0, 2.0], ["a"], [[1]], [math.nan, 1.0], {}, {"a": 1}, {"kind": "uniform"}]),
     st.integers(min_value=-(2 ** 63), max_value=2 ** 63 - 1),

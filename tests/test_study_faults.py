@@ -313,3 +313,64 @@ def test_outputs_on_a_read_only_filesystem_are_one_line(tmp_path, capsys):
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 2 and all("Read-only file system" in x and str(mnt) in x for x in lines), lines
         assert all("(the filesystem is read-only: choose an output on a writable filesystem)" in x for x in lines)
+
+
+def test_review_findings_are_one_line_errors(tmp_path, capsys):
+    """Cases a fresh-clone review found: 400-digit integers, a NaN cell size, deeply nested design JSON,
+    command-line overrides out of range, an existing output without --force."""
+    from diffcalo.cli import main
+
+    study = tmp_path / "s.toml"
+    cases = [
+        ("[study]\ncollisions = 1" + "0" * 400, "study.collisions = 1000"),
+        ("[design]\noptions = ['shashlik:nan', 'shashlik:121.2']", "design.options: 'shashlik:nan': write each option"),
+    ]
+    for text, message in cases:
+        study.write_text(text)
+        assert main(["optimize", str(study), "-o", str(tmp_path / "run"), "-q"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0] and str(study) in err[0], err
+    study.write_text("[optimizer]\nkind = 'random'\nevaluations = 2\n")
+    assert main(["optimize", str(study), "-o", str(tmp_path / "run"), "--executor", "process", "--workers",
+                 "99999999999999999999999", "-q"]) == 2
+    assert "executor.workers = 99999999999999999999999: must be an integer in [1, 1024]" in capsys.readouterr().err
+    assert main(["optimize", str(study), "-o", str(tmp_path / "run"), "--scheduler", "notanaddress", "-q"]) == 2
+    assert "executor.scheduler = 'notanaddress': an address string like 'tcp://host:8786'" in capsys.readouterr().err
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["sweep", str(study), "--designs", str(deep), "-o", str(tmp_path / "sweep"), "-q"]) == 2
+    assert f"{deep}: cannot be read as JSON" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()     # nothing was started
+    cfg = tmp_path / "sim.toml"
+    cfg.write_text(SIM_CONFIG.format(n=100))
+    (tmp_path / "old.h5").write_text("x")
+    assert main(["simulate", str(cfg), "-o", str(tmp_path / "old.h5"), "-q"]) == 2
+    assert f"{tmp_path / 'old.h5'} exists; add --force to replace it" in capsys.readouterr().err
+
+
+def test_an_executor_that_cannot_start_leaves_no_journal_and_resume_may_change_workers(tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    import socket
+
+    from study_toys import toy_objective
+
+    from diffcalo.study import runner
+    from diffcalo.study.config import study_config_from_dict
+
+    monkeypatch.setattr(runner._Dask, "CONNECT_TIMEOUT", 1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bad = study_config_from_dict({"optimizer": {"kind": "random", "evaluations": 2},
+                                  "executor": {"kind": "dask", "scheduler": f"tcp://127.0.0.1:{port}"}})
+    with pytest.raises(StudyError, match="no Dask scheduler answered"):
+        runner.run_study(bad, tmp_path / "run", objective=toy_objective, progress=False, log=lambda *a: None)
+    assert not (tmp_path / "run" / "journal.sqlite").exists()
+    good = study_config_from_dict({"optimizer": {"kind": "random", "evaluations": 2}})
+    runner.run_study(good, tmp_path / "run", objective=toy_objective, progress=False, log=lambda *a: None).close()
+    more = study_config_from_dict({"optimizer": {"kind": "random", "evaluations": 2},
+                                   "executor": {"kind": "process", "workers": 2}})
+    j = runner.run_study(more, tmp_path / "run", resume=True, objective=toy_objective, progress=False,
+                         log=lambda *a: None, executor=make_executor("inprocess"))
+    assert j.counts()["done"] == 2                    # the executor and worker count may change on resume
+    j.close()

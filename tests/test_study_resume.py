@@ -204,7 +204,7 @@ def test_a_sweep_resumed_with_another_design_list_is_refused(tmp_path):
     with pytest.raises(StudyError, match=r"the sweep's design list differs .*2 designs stored, 4 given; first "
                                          r"difference at design 0"):
         run_study(cfg, tmp_path / "run", designs=b, resume=True, objective=toy_objective, progress=False, log=_quiet)
-    with pytest.raises(StudyError, match="holds a sweep study"):
+    with pytest.raises(StudyError, match="holds a study run by 'diffcalo sweep'"):
         run_study(cfg, tmp_path / "run", resume=True, objective=toy_objective, progress=False, log=_quiet)
     j = run_study(cfg, tmp_path / "run", designs=a[:2], resume=True, objective=toy_objective, progress=False, log=_quiet)
     assert j.counts()["done"] == 2

@@ -46,6 +46,7 @@ Errors name the key, the value and what is allowed (:class:`~diffcalo.config.Con
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 from typing import Any
 
@@ -120,7 +121,10 @@ _RENAME = {("budget", "total"): "budget", ("optimizer", "kind"): "optimizer", ("
 def _parse_option(text: str):
     tech, _, cell = str(text).partition(":")
     try:
-        return tech, float(cell)
+        value = float(cell)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(cell)
+        return tech, value
     except ValueError:
         raise ConfigError(f"design.options: {text!r}: write each option as 'technology:cell_mm', "
                           "e.g. 'shashlik:60.6'") from None

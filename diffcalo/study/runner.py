@@ -230,8 +230,13 @@ def _result_of(future):
         return dict(status="failed", error=f"{type(exc).__name__}: {exc}", timings={}, worker="")
 
 
+#: Settings that do not change a study's results (where and how many processes evaluate): a resume may
+#: change them.
+RESUMABLE_CHANGES = ("executor", "workers", "scheduler")
+
+
 def _config_differences(stored: dict, now: dict) -> list[str]:
-    keys = sorted(set(stored) | set(now))
+    keys = sorted((set(stored) | set(now)) - set(RESUMABLE_CHANGES))
     return [f"{k}: journal {stored.get(k, '(absent)')!r}, now {now.get(k, '(absent)')!r}" for k in keys
             if stored.get(k) != now.get(k)]
 
@@ -257,7 +262,7 @@ def _open_journal(cfg_dict: dict, run_dir: pathlib.Path, designs, resume: bool, 
                                  f"({'; '.join(diff)}); resume with the same config (its copy is in config.json)")
             stored_mode = journal.get_meta("mode", "optimize")
             if stored_mode != mode:
-                raise StudyError(f"{jpath}: this run directory holds a {stored_mode} study; resume it with "
+                raise StudyError(f"{jpath}: this run directory holds a study run by 'diffcalo {stored_mode}'; resume it with "
                                  f"'diffcalo {stored_mode} ... --resume'")
             if canonical is not None:
                 stored = journal.get_meta("designs")
@@ -321,15 +326,24 @@ def run_study(cfg: StudyConfig, run_dir, *, designs: list[dict] | None = None, r
     from diffcalo.study.objective import evaluate_design
 
     run_dir = pathlib.Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise StudyError(f"{run_dir}: is a file, not a run directory; choose another output directory")
     objective = objective or evaluate_design
     cfg_dict = cfg.as_dict()
     with RunLock(run_dir, log=log):
-        journal = _open_journal(cfg_dict, run_dir, designs, resume, log)
+        own = executor is None
+        # the executor first: a study whose executor cannot start leaves no journal behind
+        executor = executor or make_executor(cfg.executor, cfg.workers, cfg.scheduler, log=log)
         try:
-            _drive(cfg, cfg_dict, journal, designs, objective, executor, progress, log)
-        except BaseException:
-            journal.close()
-            raise
+            journal = _open_journal(cfg_dict, run_dir, designs, resume, log)
+            try:
+                _drive(cfg, cfg_dict, journal, designs, objective, executor, progress, log)
+            except BaseException:
+                journal.close()
+                raise
+        finally:
+            if own:
+                executor.close()
     return journal
 
 
@@ -348,8 +362,6 @@ def _make_optimizer(cfg: StudyConfig):
 def _drive(cfg, cfg_dict, journal, designs, objective, executor, progress, log) -> None:
     from tqdm.auto import tqdm
 
-    own = executor is None
-    executor = executor or make_executor(cfg.executor, cfg.workers, cfg.scheduler, log=log)
     opt = _make_optimizer(cfg) if designs is None else None
     batch_size = cfg.batch if designs is None else executor.workers
     planned = len(designs) if designs is not None else cfg.evaluations
@@ -410,8 +422,6 @@ def _drive(cfg, cfg_dict, journal, designs, objective, executor, progress, log) 
             open_rows = []
     finally:
         bar.close()
-        if own:
-            executor.close()
 
 
 def _run_batch(rows, journal, executor, objective, cfg_dict, bar, opt, log) -> None:
