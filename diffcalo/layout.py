@@ -47,6 +47,12 @@ class Region:
     sections: int | None = None
 
 
+#: Geometry bounds (a wall of 1 km or 10 000 modules a side is a typo, and overflows the simulator).
+MAX_Z_MM = 1e6
+MAX_MODULE_MM = 1e4
+MAX_MODULES = 10_000
+
+
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -67,9 +73,12 @@ def _check_types(layout, where: str) -> None:
     hole = layout.beam_hole
     if not (isinstance(hole, (tuple, list)) and len(hole) == 2 and all(_is_int(v) and v >= 0 for v in hole)):
         raise ValueError(f"{where}: beam_hole = {hole!r}: must be [modules_x, modules_y], integers >= 0")
-    if not (_is_number(layout.z_mm) and layout.z_mm >= 0):
-        raise ValueError(f"{where}: z_mm = {layout.z_mm!r}: must be a finite number >= 0 (mm from the "
-                         "interaction point; 0 for a test beam at normal incidence)")
+    if not (_is_number(layout.z_mm) and 0 <= layout.z_mm <= MAX_Z_MM):
+        raise ValueError(f"{where}: z_mm = {layout.z_mm!r}: must be a finite number in [0, {MAX_Z_MM:g}] (mm from "
+                         "the interaction point; 0 for a test beam at normal incidence)")
+    if layout.module_mm > MAX_MODULE_MM or max(layout.modules_x, layout.modules_y) > MAX_MODULES:
+        raise ValueError(f"{where}: {layout.modules_x} x {layout.modules_y} modules of {layout.module_mm:g} mm: at most "
+                         f"{MAX_MODULES} modules a side of at most {MAX_MODULE_MM:g} mm")
     if not isinstance(layout.regions, (tuple, list)) or not all(isinstance(r, Region) for r in layout.regions):
         raise ValueError(f"{where}: regions must be a list of Region")
     for i, r in enumerate(layout.regions):

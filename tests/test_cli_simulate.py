@@ -105,7 +105,7 @@ regions = [{ name = "all", technology = "shashlik", cell_size_mm = 60.6, modules
 """
     cfg = _write(tmp_path, layout + CONFIG.split("[particles]")[1].join(["[particles]", ""]).replace(
         "region = \"spacal-pb\"\n", ""))
-    with pytest.raises(ConfigError, match=r"\[layout\]: layout 'wall': z_mm = nan: must be a finite number >= 0"):
+    with pytest.raises(ConfigError, match=r"\[layout\]: layout .wall.: z_mm = nan: must be a finite number in \[0, 1e\+06\]"):
         load_simulation_config(cfg)
 
 
