@@ -374,3 +374,23 @@ def test_an_executor_that_cannot_start_leaves_no_journal_and_resume_may_change_w
                          log=lambda *a: None, executor=make_executor("inprocess"))
     assert j.counts()["done"] == 2                    # the executor and worker count may change on resume
     j.close()
+
+
+def test_a_local_dask_cluster_starts_when_port_8787_is_taken():
+    """Another cluster (another study or test run) holding Dask's default HTTP port must not make ours
+    fail (its 'port in use' warning is an error in this suite, and was one under two concurrent runs)."""
+    pytest.importorskip("distributed")
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", 8787))
+            s.listen()
+        except OSError:                                    # taken already: the condition holds anyway
+            pass
+        ex = make_executor("dask", workers=1)
+        try:
+            assert ex.submit(os.getpid).result() != os.getpid()
+        finally:
+            ex.close()

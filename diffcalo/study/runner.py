@@ -191,8 +191,11 @@ class _Dask:
                                  f"{self.CONNECT_TIMEOUT} s ({type(exc).__name__}: {exc}); check the address and that "
                                  "the scheduler runs, or leave the scheduler empty for a local cluster") from None
         else:
+            # The scheduler always serves HTTP; with no address it tries port 8787 and, when another
+            # cluster (another study, another test run) has it, warns and moves: ask for a free
+            # loopback port instead (no warning, nothing exposed beyond this machine).
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, env=WORKER_ENV)
+                                        dashboard_address="127.0.0.1:0", env=WORKER_ENV)
             self.client = Client(self.cluster)
             self.client.register_plugin(_pin_plugin())
         self.workers = workers
