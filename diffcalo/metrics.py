@@ -12,10 +12,12 @@ iterative clipping at +-2.5 sigma around the median (corrected for the clipping:
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 import numpy as np
 
-__all__ = ["ResolutionFit", "fit_resolution", "binned_resolution", "core_width", "energy_curve", "width_summary",
+__all__ = ["ResolutionFit", "fit_resolution", "format_fit", "fit_terms", "FitTerm", "fit_p_value", "POOR_FIT_P_VALUE",
+           "binned_resolution", "core_width", "energy_curve", "width_summary",
            "pi0_mass", "fit_mass_peak", "significance", "Significance", "relative_rms_jnp", "stochastic_term_jnp",
            "rms_jnp"]
 
@@ -23,14 +25,26 @@ _CLIP = 2.5
 _CLIP_FACTOR = 0.954597    # std of a unit Gaussian truncated at +-2.5
 
 
+#: A resolution fit whose chi2 probability is below this does not describe its points and is flagged
+#: (for 5 degrees of freedom: chi2/ndf > 3.0; for 10: chi2/ndf > 2.3).
+POOR_FIT_P_VALUE = 0.01
+
+_TERMS = ("stochastic", "constant", "noise")
+
+
 @dataclasses.dataclass(frozen=True)
 class ResolutionFit:
     r"""Fit of :math:`\sigma/E = a/\sqrt{E} \oplus b \oplus c/E` (quadrature sum), E in GeV.
 
     Attributes:
-        stochastic, constant, noise: a (sqrt(GeV)), b, c (GeV).
-        stochastic_err, constant_err, noise_err: one-sigma uncertainties from the fit covariance.
+        stochastic, constant, noise: a (sqrt(GeV)), b, c (GeV), as fractions (0.1 = 10 %).
+        stochastic_err, constant_err, noise_err: one-sigma uncertainties from the fit covariance
+            (infinite for a term that ends on its bound 0, 0 for a term not fitted).
         chi2, ndf: goodness of fit.
+        stochastic_limit, constant_limit, noise_limit: for a term at its bound 0 or within its error
+            of it, the one-sigma upper limit (profile chi2 = minimum + 1, the other terms refitted);
+            None for a term clear of its bound or not fitted.
+        fixed: names of the terms held at 0 (not fitted).
     """
 
     stochastic: float
@@ -41,15 +55,111 @@ class ResolutionFit:
     noise_err: float
     chi2: float
     ndf: int
+    stochastic_limit: float | None = None
+    constant_limit: float | None = None
+    noise_limit: float | None = None
+    fixed: tuple[str, ...] = ()
 
     def __call__(self, energy):
+        """sigma/E at ``energy`` (GeV)."""
         e = np.asarray(energy, dtype=float)
         return np.sqrt(self.stochastic ** 2 / e + self.constant ** 2 + (self.noise / e) ** 2)
 
+    @property
+    def p_value(self) -> float:
+        """Chi2 probability of the fit (nan without degrees of freedom)."""
+        return fit_p_value(self.chi2, self.ndf)
+
     def __str__(self) -> str:
-        return (f"sigma/E = {100 * self.stochastic:.2f}({100 * self.stochastic_err:.2f})%/sqrt(E) (+) "
-                f"{100 * self.constant:.2f}({100 * self.constant_err:.2f})% (+) "
-                f"{1000 * self.noise:.1f}({1000 * self.noise_err:.1f}) MeV/E")
+        return format_fit(self)
+
+
+class FitTerm(typing.NamedTuple):
+    """One term of a resolution fit as shown to a reader: name ("a", "b", "c"), text ("9.8 ± 0.3 %/√E",
+    "< 0.4 %") and whether the text is a bound (the term is at, or within its error of, its bound 0)."""
+
+    name: str
+    text: str
+    at_bound: bool
+
+
+def fit_p_value(chi2: float, ndf: int) -> float:
+    """Chi2 probability P(chi2' > chi2) for ``ndf`` degrees of freedom (nan when ndf < 1 or chi2 unknown)."""
+    from scipy.stats import chi2 as chi2_dist
+
+    if ndf is None or chi2 is None or ndf < 1 or not np.isfinite(chi2):
+        return float("nan")
+    return float(chi2_dist.sf(chi2, ndf))
+
+
+def _field(fit, key):
+    """A numeric field of a ResolutionFit or of its dict form (``dataclasses.asdict``, JSON): None when absent."""
+    value = fit.get(key) if isinstance(fit, dict) else getattr(fit, key, None)
+    return None if value is None else float(value)
+
+
+def _decimals(err: float) -> int:
+    """Decimals that show an uncertainty with two significant digits (0 to 3)."""
+    return int(min(3, max(0, 1 - np.floor(np.log10(err))))) if np.isfinite(err) and err > 0 else 2
+
+
+def fit_terms(fit) -> list[FitTerm]:
+    """The fitted terms of a resolution fit in a reader's units: a in %/√E (E in GeV), b in %, c in MeV/E.
+
+    Args:
+        fit: a :class:`ResolutionFit` or its dict form (``dataclasses.asdict``, also as read back from
+            JSON, where errors and limits may be missing).
+
+    A term held at 0 (not fitted) is left out. A term at its bound 0, or within its one-sigma error of
+    it, is not a measurement: it is shown as its upper limit ("< 0.4 %", rounded up); from a dict
+    without limits, value + error is the limit. A term at its bound with no finite limit (or, without
+    errors, a term exactly 0) reads "0.00 % (at its bound)".
+    """
+    fixed = set((fit.get("fixed") if isinstance(fit, dict) else fit.fixed) or ())
+    out = []
+    for key, name, scale, unit in (("stochastic", "a", 100.0, " %/√E"), ("constant", "b", 100.0, " %"),
+                                   ("noise", "c", 1000.0, " MeV/E")):
+        value, err, limit = (_field(fit, key + suffix) for suffix in ("", "_err", "_limit"))
+        if value is None or key in fixed:
+            continue
+        if limit is None and err is not None and 0 < err and value <= err:
+            limit = value + err
+        if limit is not None and np.isfinite(limit):
+            d = _decimals(scale * limit)
+            shown = np.ceil(scale * limit * 10 ** d - 1e-9) / 10 ** d
+            out.append(FitTerm(name, f"< {shown:.{d}f}{unit}", True))
+        elif limit is not None or (err is None and value == 0.0):
+            out.append(FitTerm(name, f"{scale * value:.{_decimals(0.0)}f}{unit} (at its bound)", True))
+        elif not err:
+            out.append(FitTerm(name, f"{scale * value:.{_decimals(0.0)}f}{unit}", False))
+        else:
+            d = _decimals(scale * err)
+            out.append(FitTerm(name, f"{scale * value:.{d}f} ± {scale * err:.{d}f}{unit}", False))
+    return out
+
+
+def format_fit(fit) -> str:
+    r"""One line describing a resolution fit :math:`\sigma/E = a/\sqrt{E} \oplus b \oplus c/E` for a reader.
+
+    Terms as :func:`fit_terms` gives them (a term at its bound shown as a bound, not a measurement),
+    then the goodness of fit; a fit whose chi2 probability is below :data:`POOR_FIT_P_VALUE` is flagged
+    "POOR FIT": the curve does not describe the points and its terms should not be quoted. A dict without
+    the fitted values (e.g. ``{"error": ...}`` from a failed fit) gives "no fit (reason)".
+
+    Example: ``a = 9.83 ± 0.31 %/√E, b < 0.43 %, c = 121 ± 20 MeV/E (χ²/ndf = 4.1/5)``.
+    """
+    terms = fit_terms(fit)
+    if not terms:
+        reason = fit.get("error") if isinstance(fit, dict) else None
+        return f"no fit ({reason})" if reason else "no fit"
+    text = ", ".join(f"{t.name} {t.text}" if t.text.startswith("<") else f"{t.name} = {t.text}" for t in terms)
+    chi2, ndf = _field(fit, "chi2"), _field(fit, "ndf")
+    if chi2 is None or ndf is None:
+        return text
+    p = fit_p_value(chi2, int(ndf))
+    if np.isfinite(p) and p < POOR_FIT_P_VALUE:
+        return f"{text} (POOR FIT: χ²/ndf = {chi2:.1f}/{int(ndf)}, p = {p:.1g})"
+    return f"{text} (χ²/ndf = {chi2:.1f}/{int(ndf)})"
 
 
 def binned_resolution(e_true, e_reco):
@@ -85,7 +195,9 @@ def fit_resolution(energies, resolution, errors, *, fit_constant: bool = True,
         fit_constant: fit b (else b = 0).
         fit_noise: fit c (else c = 0).
 
-    A term that ends on its bound (0) has no covariance; its error is reported as infinite.
+    A term that ends on its bound (0) has no covariance; its error is reported as infinite. A term at
+    its bound or within its error of it also gets a one-sigma upper limit (``*_limit``: profile chi2 =
+    minimum + 1), which :func:`format_fit` shows instead of the value.
     """
     import warnings
 
@@ -114,10 +226,52 @@ def fit_resolution(energies, resolution, errors, *, fit_constant: bool = True,
                                bounds=(0.0, np.inf))
     perr = np.sqrt(np.clip(np.diag(pcov), 0, None))
     perr = np.where(np.isfinite(perr), perr, np.inf)
-    chi2 = float((((model(e, *popt) - r) / s) ** 2).sum())
-    values = full(popt)
-    errs = [float(x) for x in full(perr)]
-    return ResolutionFit(*map(float, values), *errs, chi2=chi2, ndf=int(e.size - npar))
+
+    def chi2_of(params):
+        return float((((model(e, *params) - r) / s) ** 2).sum())
+
+    chi2 = chi2_of(popt)
+    limits = {}
+    for i, name in enumerate(n for n, f in zip(_TERMS, free) if f):
+        if not np.isfinite(perr[i]) or popt[i] <= perr[i]:
+            limits[f"{name}_limit"] = _profile_upper_limit(chi2_of, e, r, s, model, popt, i, chi2, perr[i])
+    fixed = tuple(name for name, f in zip(_TERMS, free) if not f)
+    return ResolutionFit(*map(float, full(popt)), *(float(x) for x in full(perr)), chi2=chi2, ndf=int(e.size - npar),
+                         **limits, fixed=fixed)
+
+
+def _profile_upper_limit(chi2_of, e, r, s, model, popt, i, chi2_min, err) -> float:
+    """One-sigma upper limit of parameter ``i`` of a resolution fit: the value above the best fit where the
+    chi2, minimised over the other parameters, exceeds its minimum by 1."""
+    from scipy.optimize import brentq, curve_fit
+
+    others = [j for j in range(len(popt)) if j != i]
+
+    def delta(x):
+        if not others:
+            return chi2_of([x]) - chi2_min - 1.0
+
+        def sub(e_, *q):
+            p = list(q)
+            p.insert(i, x)
+            return model(e_, *p)
+
+        q0 = [max(popt[j], 1e-6) for j in others]
+        try:
+            q, _ = curve_fit(sub, e, r, p0=q0, sigma=s, absolute_sigma=True, maxfev=20000, bounds=(0.0, np.inf))
+        except RuntimeError:          # not converged: the start point is an upper bound of the minimum
+            q = q0
+        p = list(q)
+        p.insert(i, x)
+        return chi2_of(p) - chi2_min - 1.0
+
+    lo = float(popt[i])
+    hi = max(lo + err if np.isfinite(err) and err > 0 else 0.0, 2.0 * lo, 1e-4)
+    for _ in range(60):
+        if delta(hi) > 0:
+            return float(brentq(delta, lo, hi, xtol=1e-6 * hi))
+        lo, hi = hi, 2.0 * hi
+    return float("inf")
 
 
 def core_width(x, clip: float = _CLIP, iterations: int = 10):

@@ -1,4 +1,7 @@
-"""Pictures: layouts on the wall and example clusters (matplotlib, Agg backend, PNG files)."""
+"""Pictures: layouts on the wall, example clusters, reconstruction performance (matplotlib, PNG files).
+
+Library code does not choose the matplotlib backend; the command line (or the user's script) does.
+"""
 
 from __future__ import annotations
 
@@ -49,15 +52,6 @@ def _save(fig, path, tight: bool = True) -> pathlib.Path:
     return path
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_layout(layout, path, *, registry=None, title: str | None = None) -> pathlib.Path:
     """Draw a layout: regions coloured by technology, the cell grid, the beam hole; save a PNG.
 
@@ -70,10 +64,10 @@ def plot_layout(layout, path, *, registry=None, title: str | None = None) -> pat
     Returns:
         The path written.
     """
+    import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
     from matplotlib.patches import Patch, Rectangle
 
-    plt = _pyplot()
     rows = layout.table(registry)
     fig, ax = plt.subplots(figsize=(9, 9 * layout.height_mm / layout.width_mm + 1.2), dpi=110)
     m = layout.module_mm
@@ -117,9 +111,9 @@ def plot_layout(layout, path, *, registry=None, title: str | None = None) -> pat
 def plot_clusters(clusters, path, *, n: int = 6, title: str | None = None) -> pathlib.Path:
     """Draw the first ``n`` clusters, one column each and one row per readout section (log colour;
     cells at or below 1e-4 of the maximum, including zero-suppressed ones, share the darkest colour)."""
+    import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
-    plt = _pyplot()
     e = np.asarray(clusters.energy)[:n]
     n = e.shape[0]
     n_sec = e.shape[1]
@@ -147,9 +141,10 @@ def plot_clusters(clusters, path, *, n: int = 6, title: str | None = None) -> pa
 def plot_occupancy(dataset, path, *, bins: int = 64) -> pathlib.Path:
     """Occupancy map of a dataset: mean number of background particles per window vs impact point,
     and the number of clusters per bin (two panels)."""
+    import matplotlib.pyplot as plt
+
     from diffcalo.io import iter_clusters
 
-    plt = _pyplot()
     xs, ys, nb = [], [], []
     for c in iter_clusters(dataset):
         xs.append(c.x)
@@ -176,6 +171,8 @@ def plot_reco(evaluation: dict, clusters, out_dir, names=None) -> list:
     residual vs the true offset in the cell (the S-curve). Returns the PNG paths."""
     import matplotlib.pyplot as plt
 
+    from diffcalo.metrics import format_fit
+
     out_dir = pathlib.Path(out_dir)
     pred = evaluation["predictions"]
     region = np.asarray(clusters.region)
@@ -190,7 +187,7 @@ def plot_reco(evaluation: dict, clusters, out_dir, names=None) -> list:
             c = entry[who]["energy_curve"]
             ax[0, 0].errorbar(c["energy"], c["response"], fmt="-", label=who, **styles[who])
             ax[0, 1].errorbar(c["energy"], 100 * np.asarray(c["resolution"]), yerr=100 * np.asarray(c["resolution_err"]),
-                              fmt="-", label=f"{who}: {_fit_text(entry[who].get('energy_fit', {}))}", **styles[who])
+                              fmt="-", label=f"{who}: {format_fit(entry[who].get('energy_fit', {}))}", **styles[who])
             e_key = "energy" if who == "network" else "classical_energy"
             o_key = "offset" if who == "network" else "classical_offset"
             t_key = "time" if who == "network" else "classical_time"
@@ -230,13 +227,6 @@ def _plain_log_ticks(ax):
     ax.xaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100, 200]))
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
-
-
-def _fit_text(fit: dict) -> str:
-    if "stochastic" not in fit:
-        return "no fit"
-    return (f"{100 * fit['stochastic']:.1f}%/sqrtE + {100 * fit['constant']:.2f}% + "
-            f"{1000 * fit['noise']:.0f} MeV/E")
 
 
 def plot_mass_peak(masses: dict, out_path, *, title: str = "pi0 -> gamma gamma", xlim=(0.0, 0.3)) -> pathlib.Path:
