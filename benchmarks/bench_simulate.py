@@ -48,7 +48,9 @@ from diffcalo.layout import STATUS_OK
 from diffcalo.particles import PHOTON
 from diffcalo.simulation import DEFAULT_DEPTH_NODES
 from diffcalo.simulation.cells import fast_arctan
-from diffcalo.simulation.core import _shower_cells, poisson_counts, region_tables
+from diffcalo.simulation.kernel import Showers, shower_cells
+from diffcalo.simulation.readout import poisson_counts
+from diffcalo.simulation.regions import region_tables
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy_peer as peer  # noqa: E402
@@ -71,8 +73,8 @@ def jax_mean_cells(detector: dc.Detector, particles: dc.Particles, z: jnp.ndarra
                    depth_nodes: int) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Mean cell energies [n, L, K, K] and leakage [n] from diffcalo's kernel with explicit normals z [2, n].
 
-    Mirrors the window-mode path of ``diffcalo.simulation.core._simulate_jit`` up to (not including)
-    the fluctuations: same tables, region lookup, impact-cell frame and batch-last ``_shower_cells``.
+    Mirrors the window-mode path of ``diffcalo.simulation.parametric.simulate_parametric`` up to (not including)
+    the fluctuations: same tables, region lookup, impact-cell frame and batch-last ``shower_cells``.
     """
     layout = detector.layout
     tables = region_tables(detector, depth_nodes, False)
@@ -85,8 +87,9 @@ def jax_mean_cells(detector: dc.Detector, particles: dc.Particles, z: jnp.ndarra
     _, _, cx, cy = layout.cell_of(particles.x, particles.y, cell)
     ax0, ay0 = particles.x - cx, particles.y - cy
     edges = (jnp.arange(window + 1) - 0.5 * window)[:, None] * cell[None, :]   # [K+1, n]
-    mean, _depth, leakage = _shower_cells(energy, particles.pid == PHOTON, ax0, ay0, particles.tx, particles.ty,
-                                          z[0], z[1], edges, edges, tab)
+    showers = Showers(energy=energy, is_photon=particles.pid == PHOTON, ax0=ax0, ay0=ay0, tx=particles.tx,
+                      ty=particles.ty, z1=z[0], z2=z[1])
+    mean, _depth, leakage = shower_cells(showers, tab, edges, edges)
     mean = jnp.where(ok, mean * tab["section_mask"][:, None, None, :], 0.0)
     return jnp.moveaxis(mean, -1, 0), jnp.where(ok, leakage, 0.0)
 

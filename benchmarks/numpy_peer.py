@@ -18,7 +18,7 @@ over showers (only over the handful of regions, radial components or readout sec
 
 Realistic mode: the sampling fluctuation is log-normal with mean e and variance a^2 e (as in
 diffcalo), photo-electrons are exact Poisson counts from ``Generator.poisson`` (diffcalo draws them
-with its own loop-free approximation, :func:`diffcalo.simulation.core.poisson_counts`; NumPy's
+with its own loop-free approximation, :func:`diffcalo.simulation.readout.poisson_counts`; NumPy's
 exact sampler is what a NumPy user would call), then Gaussian noise, the constant term and the
 zero-suppression threshold.
 
@@ -295,7 +295,7 @@ def mean_cells(model: PeerModel, batch: Batch, z1: np.ndarray, z2: np.ndarray):
 
 # ---- fluctuations -----------------------------------------------------------------------------------------
 def fluctuate(mean: np.ndarray, rows: dict[str, np.ndarray], rng: np.random.Generator, mode: str) -> np.ndarray:
-    """Readout fluctuations of ``mean`` [n, L, K, K] (see :mod:`diffcalo.simulation.core`)."""
+    """Readout fluctuations of ``mean`` [n, L, K, K] (see :mod:`diffcalo.simulation.readout`)."""
     col = lambda name: rows[name][:, None, None, None]  # noqa: E731
     a2 = col("sampling_term") ** 2
     noise = col("noise_gev")

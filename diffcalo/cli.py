@@ -455,8 +455,6 @@ def _cmd_train(args) -> int:
 
     from diffcalo.config import load_reco_config
     from diffcalo.reco.pipeline import Reconstruction
-    from diffcalo.simulation import Clusters
-
     cfg = load_reco_config(args.config)
     data = _read_with_truth(args.data)
     if args.validation:
@@ -468,8 +466,7 @@ def _cmd_train(args) -> int:
         n = data.energy.shape[0]
         perm = np.random.default_rng(0).permutation(n)
         n_val = int(round(cfg.validation_fraction * n))
-        pick = lambda idx: Clusters(**{f.name: np.asarray(getattr(data, f.name))[idx] for f in dataclasses.fields(Clusters)})
-        train_c, val_c = pick(perm[n_val:]), pick(perm[:n_val])
+        train_c, val_c = data.take(perm[n_val:]), data.take(perm[:n_val])
     reco = Reconstruction.fit(train_c, val_c, tasks=cfg.tasks, z_mm=_dataset_z(args.data), model_config=cfg.model,
                               train_config=cfg.train, progress=not args.quiet)
     out = reco.save(args.output)

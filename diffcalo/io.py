@@ -5,7 +5,7 @@ Schema ``diffcalo.clusters`` version 1 (one HDF5 file):
 * file attributes: ``schema`` = "diffcalo.clusters", ``schema_version`` = 1, ``n_clusters``,
   ``diffcalo_version``, ``config`` (JSON text of the full configuration that produced the data, "{}"
   if none), ``seed`` (int, -1 if none), ``complete`` (True once the writer closed cleanly);
-* group ``clusters`` with one dataset per :class:`~diffcalo.simulation.Clusters` field, first axis
+* group ``clusters`` with one dataset per :class:`~diffcalo.clusters.Clusters` field, first axis
   the cluster index: ``energy`` float32 [N, L, K, K] (GeV, EM scale), ``time`` float32 [N, L, K, K]
   (ns; 0 where a cell has no energy), ``e_true`` [N], ``x``, ``y``,
   ``tx``, ``ty`` float32 [N], ``pid`` int32 [N], ``offset`` float32 [N, 2], ``cell_index`` int32 [N, 2],
@@ -182,7 +182,7 @@ class DatasetWriter:
         return self
 
     def append(self, clusters) -> None:
-        """Append a batch (a :class:`~diffcalo.simulation.Clusters` or a mapping field -> array)."""
+        """Append a batch (a :class:`~diffcalo.clusters.Clusters` or a mapping field -> array)."""
         if self._file is None:
             raise RuntimeError("DatasetWriter.append outside of 'with DatasetWriter(...) as w:'")
         data = _as_arrays(clusters)
@@ -339,7 +339,7 @@ def _dataset_info(f, path: pathlib.Path) -> dict:
 
 
 def iter_clusters(path, *, chunk_size: int = 65536, check_values: bool = True) -> Iterator:
-    """Yield the dataset as :class:`~diffcalo.simulation.Clusters` batches of ``chunk_size`` clusters.
+    """Yield the dataset as :class:`~diffcalo.clusters.Clusters` batches of ``chunk_size`` clusters.
 
     Each batch is checked for non-finite values in energy and truth (``check_values``).
     """
@@ -413,11 +413,10 @@ def _regions_of(config: Mapping) -> int | None:
 
 
 def read_clusters(path, *, check_values: bool = True):
-    """Read a whole dataset (validated) into one :class:`~diffcalo.simulation.Clusters` of numpy arrays."""
+    """Read a whole dataset (validated) into one :class:`~diffcalo.clusters.Clusters` of numpy arrays."""
     from diffcalo.simulation import Clusters
 
-    parts = list(iter_clusters(path, check_values=check_values))
-    return Clusters(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in FIELDS})
+    return Clusters.concatenate(list(iter_clusters(path, check_values=check_values)))
 
 
 def import_calochallenge(src, dst, *, layers: int, ny: int, nx: int, cell_size_mm: float,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import diffcalo as dc
-from diffcalo.simulation.core import _simulate_jit
+from diffcalo.simulation.parametric import simulate_parametric
 
 
 def _photons(det, n, region, energy=10.0, seed=0):
@@ -48,19 +48,19 @@ def test_second_call_with_new_data_does_not_recompile(upgrade2):
     p1 = _photons(upgrade2, 128, "middle", seed=1)
     p2 = _photons(upgrade2, 128, "middle", energy=dc.uniform_energy(2, 50), seed=2)
     jax.block_until_ready(dc.simulate(upgrade2, p1, key=jax.random.key(0)))
-    before = _simulate_jit._cache_size()
+    before = simulate_parametric._cache_size()
     c2 = dc.simulate(upgrade2, p2, key=jax.random.key(5))
     jax.block_until_ready(c2)
     # a different design (new cell size value) is new data too
     jax.block_until_ready(dc.simulate(upgrade2.replace_region(2, cell_size_mm=40.4), p2, key=jax.random.key(6)))
-    assert _simulate_jit._cache_size() == before
+    assert simulate_parametric._cache_size() == before
     # and so is another technology in a region (same number of regions and sections): the technologies
     # enter the compiled kernel as tables of numbers, so a design study compiles the simulator once
     from diffcalo.technologies import default_registry
 
     swapped = upgrade2.replace_region(2, technology=default_registry().get("spacal-pb"))
     c3 = dc.simulate(swapped, p2, key=jax.random.key(5))
-    assert _simulate_jit._cache_size() == before
+    assert simulate_parametric._cache_size() == before
     # the new technology's response, not the old one's: Shashlik has one section, SpaCal a back one too
     assert float(np.asarray(c2.energy)[:, 1].sum()) == 0.0
     assert float(np.asarray(c3.energy)[:, 1].sum()) > 0.2 * float(np.asarray(c3.energy).sum())
@@ -224,7 +224,7 @@ def test_gradients_at_a_cell_edge_match_finite_differences():
 
 @pytest.mark.parametrize("lam", [0.3, 2.0, 7.5, 11.9, 12.0, 40.0, 3000.0])
 def test_poisson_counts_mean_variance_and_integers(lam):
-    from diffcalo.simulation.core import poisson_counts
+    from diffcalo.simulation.readout import poisson_counts
 
     n = poisson_counts(jax.random.key(0), jnp.full((400_000,), lam))
     n = np.asarray(n)
@@ -238,7 +238,8 @@ def test_poisson_counts_mean_variance_and_integers(lam):
 
 def _kernel_inputs(det, n, region, seed):
     """Arguments of the batch-last cell kernel for ``n`` photons in one region, as simulate builds them."""
-    from diffcalo.simulation.core import region_tables
+    from diffcalo.simulation.kernel import Showers
+    from diffcalo.simulation.regions import region_tables
 
     p = _photons(det, n, region, energy=dc.log_uniform_energy(2.0, 100.0), seed=seed)
     tables = region_tables(det, 4, False)
@@ -248,18 +249,20 @@ def _kernel_inputs(det, n, region, seed):
     _, _, cx, cy = det.layout.cell_of(p.x, p.y, cell)
     edges = (jnp.arange(6) - 2.5)[:, None] * cell[None, :]
     z = jax.random.normal(jax.random.key(9), (2, n))
-    return (p.energy, p.pid == 22, p.x - cx, p.y - cy, p.tx, p.ty, z[0], z[1], edges, edges, tab)
+    showers = Showers(energy=p.energy, is_photon=p.pid == 22, ax0=p.x - cx, ay0=p.y - cy, tx=p.tx, ty=p.ty,
+                      z1=z[0], z2=z[1])
+    return (showers, tab, edges, edges)
 
 
 def test_jitted_kernel_matches_eager_on_a_large_batch(upgrade2):
     """Guards against an XLA:CPU miscompilation seen with some section-sum patterns at n >= 8192
     (columns of the window copied from others under jit only)."""
-    from diffcalo.simulation.core import _shower_cells
+    from diffcalo.simulation.kernel import shower_cells
 
     args = _kernel_inputs(upgrade2, 12_000, "spacal-w", seed=4)
-    jitted = np.asarray(jax.jit(_shower_cells)(*args)[0])
+    jitted = np.asarray(jax.jit(shower_cells)(*args)[0])
     with jax.disable_jit():
-        eager = np.asarray(_shower_cells(*args)[0])
+        eager = np.asarray(shower_cells(*args)[0])
     assert np.max(np.abs(jitted - eager)) < 1e-4 * float(np.max(eager))
     # and the window is not degenerate: every column carries energy somewhere
     assert np.all(jitted.sum(axis=(0, 1, 3)) > 0)
@@ -279,14 +282,14 @@ def test_key_shared_with_the_gun_does_not_bias_showers(upgrade2):
 def test_chunked_kernel_equals_one_pass(upgrade2):
     """simulate runs the cell kernel in chunks of showers (cache-friendly): the result must be the
     one-pass result, also when the batch is not a multiple of the chunk."""
-    from diffcalo.simulation.core import _map_chunks, _shower_cells
+    from diffcalo.simulation.kernel import map_chunks, shower_cells
 
     n = 2 * 1000 + 317
     args = _kernel_inputs(upgrade2, n, "spacal-pb", seed=8)
-    batched = args[:8] + (args[10], args[8], args[9])
-    fn = lambda b: _shower_cells(*b[:8], b[9], b[10], b[8])
+    batched = args
+    fn = lambda b: shower_cells(*b)
     one = jax.jit(fn)(batched)
-    chunked = jax.jit(lambda b: _map_chunks(fn, b, chunk=1000))(batched)
+    chunked = jax.jit(lambda b: map_chunks(fn, b, chunk=1000))(batched)
     assert chunked[0].shape == (2, 5, 5, n) and chunked[1].shape == (2, 5, 5, n) and chunked[2].shape == (n,)
     # float32: compare to eps x the largest cluster energy (100 GeV), 1e-5 GeV; depths in mm
     np.testing.assert_allclose(np.asarray(chunked[0]), np.asarray(one[0]), rtol=1e-5, atol=1e-5)

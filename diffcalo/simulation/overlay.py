@@ -22,6 +22,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from diffcalo.simulation.kernel import Showers, map_chunks, shower_cells
+from diffcalo.simulation.readout import SPEED_OF_LIGHT_MM_PER_NS, poisson_counts
+
 __all__ = ["HADRONIC_FRACTION", "background_deposits"]
 
 #: Fraction of an interacting hadron's energy that the ECAL sees as a shower (crude, documented).
@@ -37,9 +40,6 @@ def background_deposits(key, model, tab, cell, cx, cy, window: int, x_edges, mod
     (cx, cy) [n] the window centres on the wall, ``x_edges`` [K+1, n] the window's cell edges
     relative to its centre.
     """
-    from diffcalo.simulation.core import (SPEED_OF_LIGHT_MM_PER_NS, _map_chunks, _shower_cells,
-                                          poisson_counts)
-
     n = cx.shape[0]
     m = max_background
     width = window * cell
@@ -77,9 +77,11 @@ def background_deposits(key, model, tab, cell, cx, cy, window: int, x_edges, mod
     tx = bx / z_ip_mm if z_ip_mm > 0 else jnp.zeros_like(bx)
     ty = by / z_ip_mm if z_ip_mm > 0 else jnp.zeros_like(by)
     z = jax.random.normal(k_z, (2, m * n), dtype=cell.dtype)
-    batched = (jnp.maximum(flat(shower_e), 1e-3), flat(cls == names.index("photon")), flat(off[0]), flat(off[1]),
-               flat(tx), flat(ty), z[0], z[1], jax.tree_util.tree_map(tile, tab), tile(x_edges))
-    mean, depth, _ = _map_chunks(lambda b: _shower_cells(*b[:8], b[9], b[9], b[8]), batched)
+    showers = Showers(energy=jnp.maximum(flat(shower_e), 1e-3), is_photon=flat(cls == names.index("photon")),
+                      ax0=flat(off[0]), ay0=flat(off[1]), tx=flat(tx), ty=flat(ty), z1=z[0], z2=z[1])
+    edges = tile(x_edges)                                                   # square windows: x and y edges agree
+    mean, depth, _ = map_chunks(lambda b: shower_cells(b[0], b[1], b[2], b[2]),
+                                (showers, jax.tree_util.tree_map(tile, tab), edges))
     weight = flat(jnp.where(shower_e > 0, 1.0, 0.0))                        # masked slots deposit nothing
     mean = mean * weight
     shape = mean.shape[:-1] + (m, n)

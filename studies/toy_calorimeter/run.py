@@ -54,7 +54,7 @@ import diffcalo as dc
 from diffcalo.metrics import core_width, energy_curve, fit_resolution
 from diffcalo.reco.models import ModelConfig
 from diffcalo.reco.train import TrainConfig, image_inputs, train
-from diffcalo.simulation.core import MODES
+from diffcalo.simulation import MODES
 
 E_MIN, E_MAX = 0.1, 10.0            # GeV, the generated (and truncation) range
 HALF_SQUARE_MM = 15.0               # impact points uniform in |x|, |y| < 15 mm
