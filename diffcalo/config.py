@@ -36,7 +36,7 @@ import pathlib
 import tomllib
 from typing import Any
 
-from diffcalo.errors import DiffcaloError
+from diffcalo.errors import ConfigError
 
 __all__ = ["SimulationConfig", "load_simulation_config", "RecoConfig", "load_reco_config", "ConfigError",
            "check_int", "check_number", "check_choice", "names_file", "MAX_COLLISIONS", "MAX_BACKGROUND"]
@@ -51,9 +51,6 @@ MAX_ENERGY_GEV = 7000.0
 #: Largest number of clusters simulated in one batch (one simulate call holds the batch in memory).
 MAX_BATCH = 200_000
 
-
-class ConfigError(DiffcaloError, ValueError):
-    """A config value that is not allowed: the message names key, value and what is allowed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,7 +307,7 @@ class RecoConfig:
         [reco.model]                     # diffcalo.reco.models.ModelConfig
         conv = [32, 32, 16]
         dense = [64, 32, 16]
-        [reco.train]                     # diffcalo.reco.train.TrainConfig, for every task
+        [reco.train]                     # diffcalo.reco.TrainConfig, for every task
         loss = "mse"
         [reco.train.time]                # per-task overrides
         loss = "huber"
@@ -367,8 +364,7 @@ def load_reco_config(path) -> RecoConfig:
 
 
 def _load_reco_config(path: pathlib.Path) -> RecoConfig:
-    from diffcalo.reco.models import ModelConfig
-    from diffcalo.reco.train import TASKS, TrainConfig
+    from diffcalo.reco import TASKS, ModelConfig, TrainConfig
 
     path = pathlib.Path(path)
     raw = _read_toml(path)

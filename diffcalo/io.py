@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from diffcalo.errors import DiffcaloError
+from diffcalo.errors import DatasetError
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "FIELDS", "DatasetError", "DatasetWriter", "write_clusters",
            "read_clusters", "iter_clusters", "dataset_info", "import_calochallenge", "write_text_atomic",
@@ -56,9 +56,6 @@ FIELDS: dict[str, tuple[str, int]] = {
 _ADDED_IN = {"t_true": 2}
 _FINITE = ("energy", "time", "e_true", "x", "y", "tx", "ty")
 
-
-class DatasetError(DiffcaloError, ValueError):
-    """A dataset file that cannot be used: names the file and what is wrong."""
 
 
 def temporary_sibling(path) -> pathlib.Path:

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from diffcalo.study.runner import StudyError, make_executor
+from diffcalo.errors import StudyError
+from diffcalo.study.executors import make_executor
 
 TESTS = Path(__file__).parent
 affinity = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity control on this OS")
 
 _STUDY_DRIVER = textwrap.dedent("""
     import os, sys
-    from diffcalo.study.runner import make_executor
+    from diffcalo.study.executors import make_executor
     ex = make_executor("inprocess", log=lambda *a: None)      # what a study driver does before JAX starts
     print(sorted(os.sched_getaffinity(0)), flush=True)
     sys.stdin.readline()                                     # hold the CPU until told to stop
@@ -68,7 +69,7 @@ _POOL_DRIVER = textwrap.dedent(f"""
     import sys, time
     sys.path.insert(0, {str(TESTS)!r})
     from study_toys import worker_pid
-    from diffcalo.study.runner import make_executor
+    from diffcalo.study.executors import make_executor
     ex = make_executor("process", workers=2)
     futures = [ex.submit(worker_pid, 1.0) for _ in range(2)]
     print(sorted({{f.result() for f in futures}}), flush=True)
@@ -95,9 +96,9 @@ def test_an_unreachable_dask_scheduler_is_one_clear_error(monkeypatch):
     pytest.importorskip("distributed")
     import socket
 
-    from diffcalo.study import runner
+    from diffcalo.study import executors
 
-    monkeypatch.setattr(runner._Dask, "CONNECT_TIMEOUT", 2)     # 10 s by default
+    monkeypatch.setattr(executors._Dask, "CONNECT_TIMEOUT", 2)     # 10 s by default
     with socket.socket() as s:                          # a port on loopback where nothing listens
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -283,8 +284,7 @@ def test_evaluate_refuses_clusters_of_a_region_it_was_not_fitted_on():
 
     import diffcalo as dc
     from diffcalo.io import DatasetError
-    from diffcalo.reco.pipeline import Reconstruction, evaluate
-    from diffcalo.reco.train import TrainConfig
+    from diffcalo.reco import Reconstruction, TrainConfig, evaluate
 
     det = dc.Detector.from_layout(dc.layout.lhcb_upgrade2_baseline())
     p = dc.gun(jax.random.key(0), 600, det.layout, region="middle")
@@ -354,10 +354,10 @@ def test_an_executor_that_cannot_start_leaves_no_journal_and_resume_may_change_w
 
     from study_toys import toy_objective
 
-    from diffcalo.study import runner
+    from diffcalo.study import executors, runner
     from diffcalo.study.config import study_config_from_dict
 
-    monkeypatch.setattr(runner._Dask, "CONNECT_TIMEOUT", 1)
+    monkeypatch.setattr(executors._Dask, "CONNECT_TIMEOUT", 1)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

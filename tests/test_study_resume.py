@@ -15,7 +15,8 @@ import pytest
 from diffcalo.study.config import study_config_from_dict
 from diffcalo.study.journal import Journal
 from diffcalo.study.lock import RunLock, RunLockedError
-from diffcalo.study.runner import StudyError, run_study
+from diffcalo.errors import StudyError
+from diffcalo.study.runner import run_study
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
@@ -137,7 +138,8 @@ _DRIVER = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from study_toys import toy_objective
     from diffcalo.study.config import study_config_from_dict
-    from diffcalo.study.runner import make_executor, run_study
+    from diffcalo.study.executors import make_executor
+    from diffcalo.study.runner import run_study
     cfg = study_config_from_dict({{"optimizer": {{"evaluations": {n}, "initial": 4, "batch": {batch}}}}})
     ex = make_executor({executor!r}, workers={workers})
     try:
@@ -195,7 +197,7 @@ def test_one_and_two_workers_give_the_same_journal_and_the_batch_is_honoured(tmp
 
 
 def test_a_sweep_resumed_with_another_design_list_is_refused(tmp_path):
-    from diffcalo.study.objective import design_space
+    from diffcalo.study.design import design_space
 
     cfg = study_config_from_dict({"optimizer": {"evaluations": 4}})
     space = design_space(cfg)

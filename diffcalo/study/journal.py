@@ -27,7 +27,7 @@ import pathlib
 import sqlite3
 import time
 
-from diffcalo.errors import DiffcaloError
+from diffcalo.errors import JournalError
 
 __all__ = ["Journal", "JournalError", "STATUSES", "SCHEMA_VERSION", "READABLE_VERSIONS"]
 
@@ -59,9 +59,6 @@ CREATE TABLE evaluations (
 );
 """
 
-
-class JournalError(DiffcaloError, RuntimeError):
-    """A journal file that cannot be used; the message names the file and the problem."""
 
 
 def _text(raw: bytes) -> str:

@@ -17,13 +17,10 @@ import socket
 import sys
 import warnings
 
-from diffcalo.errors import DiffcaloError
+from diffcalo.errors import RunLockedError
 
 __all__ = ["RunLock", "RunLockedError"]
 
-
-class RunLockedError(DiffcaloError, RuntimeError):
-    """Another driver holds the run directory; the message names it (PID, host, start time)."""
 
 
 def _describe(info: dict) -> str:

@@ -11,17 +11,10 @@ exactly where the uninterrupted run would be: same designs, nothing lost or run 
 evaluates its stored design list in order, ``workers`` at a time. One driver per run directory
 (:mod:`diffcalo.study.lock`).
 
-Executors (:func:`make_executor`): ``inprocess`` (default; evaluations run one at a time in the
-driver), ``process`` (a pool of spawned worker processes) and ``dask`` (``distributed``: a
-``LocalCluster`` of single-threaded worker processes, or an existing scheduler by address; for
-Slurm / HTCondor sites start the cluster with ``dask-jobqueue`` and pass its scheduler address).
-Every evaluating process is pinned to one free CPU of its inherited affinity
-(:mod:`diffcalo.study.cpus`: XLA sizes its thread pool from the affinity, and its sums depend on
-the thread count) and runs BLAS single-threaded (:data:`WORKER_ENV`), so N workers use N cores
-without oversubscription and the same study gives the same results whichever executor runs it; on
-an existing Dask cluster the cluster's own resource settings apply. Pool workers end themselves
-when their driver dies. Every evaluation uses the study seed (common random numbers: differences
-between designs are not blurred by sampling noise).
+Executors (:mod:`diffcalo.study.executors`): ``inprocess`` (default), ``process`` or ``dask``, every
+evaluating process pinned to one CPU, so the same study gives the same journal whichever executor
+runs it. Every evaluation uses the study seed (common random numbers: differences between designs
+are not blurred by sampling noise).
 
 A Dask worker that dies mid-task (segfault, out of memory) is replaced by its nanny and the task is
 re-run; a task that has killed four workers is recorded as failed with ``KilledWorker`` and the study
@@ -32,7 +25,6 @@ a neighbour company on a worker killed by another can be recorded failed too: it
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
 import math
 import os
@@ -40,51 +32,12 @@ import pathlib
 import time
 import traceback
 
-from diffcalo.errors import DiffcaloError
+from diffcalo.errors import StudyError
 from diffcalo.study.config import FIGURES_OF_MERIT, StudyConfig
-from diffcalo.study.cpus import claim_cpu, exit_with_parent, pinning_disabled
+from diffcalo.study.executors import make_executor
 from diffcalo.study.journal import Journal, JournalError
 
-__all__ = ["run_study", "make_executor", "load_journal", "WORKER_ENV", "StudyError"]
-
-#: Environment of worker processes: one thread each for the BLAS libraries. (XLA ignores its old
-#: ``intra_op_parallelism_threads`` flag — measured with jax 0.10: a worker with it still kept two
-#: cores busy — and sizes its CPU thread pool from the process's CPU affinity, so workers of a local
-#: pool or LocalCluster are also pinned to one CPU each: :func:`diffcalo.study.cpus.claim_cpu`.)
-WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-class StudyError(DiffcaloError, RuntimeError):
-    """A study that cannot run or resume; the message says why."""
-
-
-def _worker_init(counter=None):
-    os.environ.update(WORKER_ENV)
-    exit_with_parent()
-    if counter is not None:
-        with counter.get_lock():
-            index = counter.value
-            counter.value += 1
-        claim_cpu(index)          # held (its lock file open) until the worker exits
-
-
-def _pin_plugin():
-    """A Dask worker plugin that pins each worker of a LocalCluster (names 0..n-1) to its own free CPU
-    (re-applied to a worker its nanny restarts)."""
-    from distributed.diagnostics.plugin import WorkerPlugin
-
-    class PinWorkers(WorkerPlugin):
-        name = "diffcalo-pin-to-cpu"
-
-        def setup(self, worker):
-            try:
-                index = int(worker.name)
-            except (TypeError, ValueError):
-                index = 0
-            claim_cpu(index)
-
-    return PinWorkers()
-
+__all__ = ["run_study", "load_journal", "RESUMABLE_CHANGES"]
 
 def _call(objective, config, design, seed):
     """Run the objective in a worker; failures come back as a value, not an exception."""
@@ -101,129 +54,6 @@ def _call(objective, config, design, seed):
                    traceback=traceback.format_exc(limit=8), timings=dict(total=time.perf_counter() - t0))
     out["worker"] = f"{os.uname().nodename}:{os.getpid()}"
     return out
-
-
-def _jax_started() -> bool:
-    try:
-        from jax._src import xla_bridge
-
-        return bool(xla_bridge.backends_are_initialized())
-    except (ImportError, AttributeError):        # another JAX: assume it has, and do not pin
-        return True
-
-
-class _InProcess:
-    """Evaluations in the driver, one at a time. Like the workers of the other executors, the driver
-    is pinned to one CPU while the study runs (when JAX has not started yet: XLA sizes its thread
-    pool once, at start), because XLA's floating-point sums depend on its number of threads: one
-    thread everywhere gives the same journal whichever executor, and whichever machine, runs the
-    study (measured: the same layout's pi0 width 106.515 MeV with one thread, 106.344 with two)."""
-
-    name = "inprocess"
-    workers = 1
-
-    def __init__(self, log=print):
-        self._claim = self._blas = None
-        if not pinning_disabled() and not _jax_started():
-            self._claim = claim_cpu(0)
-            if self._claim is not None:
-                from threadpoolctl import threadpool_limits      # scikit-learn's dependency
-
-                # BLAS pools started before the pinning would spin two threads on one CPU
-                self._blas = threadpool_limits(limits=1)
-                if self._claim.shared:
-                    log(f"note: every allowed CPU is held by another diffcalo process; sharing CPU {self._claim.cpu}")
-
-    def submit(self, fn, *args):
-        f = cf.Future()
-        f.set_result(fn(*args))
-        return f
-
-    def wait(self, futures):
-        return set(futures)
-
-    def close(self):
-        if self._blas is not None:
-            self._blas.restore_original_limits()
-            self._blas = None
-        if self._claim is not None:              # give the process its CPUs back (XLA keeps one thread)
-            self._claim.release()
-            self._claim = None
-
-
-class _Pool:
-    name = "process"
-
-    def __init__(self, workers):
-        import multiprocessing
-
-        self.workers = workers
-        ctx = multiprocessing.get_context("spawn")
-        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                           initargs=(ctx.Value("i", 0),))
-
-    def submit(self, fn, *args):
-        return self.pool.submit(fn, *args)
-
-    def wait(self, futures):
-        done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
-        return done
-
-    def close(self):
-        self.pool.shutdown(cancel_futures=True)
-
-
-class _Dask:
-    name = "dask"
-    CONNECT_TIMEOUT = 10
-
-    def __init__(self, workers, scheduler=""):
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError:
-            raise StudyError("executor 'dask' needs the dask extra: pip install -e '.[dask]'") from None
-        self.cluster = None
-        if scheduler:
-            try:
-                self.client = Client(scheduler, timeout=self.CONNECT_TIMEOUT)
-            except (OSError, TimeoutError) as exc:
-                raise StudyError(f"executor.scheduler = {scheduler!r}: no Dask scheduler answered within "
-                                 f"{self.CONNECT_TIMEOUT} s ({type(exc).__name__}: {exc}); check the address and that "
-                                 "the scheduler runs, or leave the scheduler empty for a local cluster") from None
-        else:
-            # The scheduler always serves HTTP; with no address it tries port 8787 and, when another
-            # cluster (another study, another test run) has it, warns and moves: ask for a free
-            # loopback port instead (no warning, nothing exposed beyond this machine).
-            self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                        dashboard_address="127.0.0.1:0", env=WORKER_ENV)
-            self.client = Client(self.cluster)
-            self.client.register_plugin(_pin_plugin())
-        self.workers = workers
-
-    def submit(self, fn, *args):
-        return self.client.submit(fn, *args, pure=False, retries=1)
-
-    def wait(self, futures):
-        from distributed import wait
-
-        done, _ = wait(list(futures), return_when="FIRST_COMPLETED")
-        return set(done)
-
-    def close(self):
-        self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
-
-
-def make_executor(kind: str, workers: int = 1, scheduler: str = "", log=print):
-    """An executor by name ("inprocess", "process", "dask")."""
-    if kind == "inprocess":
-        return _InProcess(log=log)
-    if kind == "process":
-        return _Pool(workers)
-    if kind == "dask":
-        return _Dask(workers, scheduler)
-    raise StudyError(f"executor = {kind!r}; allowed: inprocess, process, dask")
 
 
 def _result_of(future):
@@ -315,7 +145,8 @@ def run_study(cfg: StudyConfig, run_dir, *, designs: list[dict] | None = None, r
         cfg: the validated study config (stored with the results; a resumed study must match it).
         designs: evaluate exactly these designs (a sweep) instead of asking the optimiser.
         resume: continue the journal in ``run_dir`` (or start it, if the study never started).
-        objective: ``f(config_dict, design, seed) -> dict(fom, cost, metrics, timings)``, a module-level
+        objective: ``f(config, design, seed) -> dict(fom, cost, metrics, timings)``, ``config`` this
+            :class:`~diffcalo.study.config.StudyConfig` (picklable, sent as it is); a module-level
             function (workers import it); default :func:`diffcalo.study.objective.evaluate_design`.
         executor: an executor from :func:`make_executor` (default: the config's).
 
@@ -340,7 +171,7 @@ def run_study(cfg: StudyConfig, run_dir, *, designs: list[dict] | None = None, r
         try:
             journal = _open_journal(cfg_dict, run_dir, designs, resume, log)
             try:
-                _drive(cfg, cfg_dict, journal, designs, objective, executor, progress, log)
+                _drive(cfg, journal, designs, objective, executor, progress, log)
             except BaseException:
                 journal.close()
                 raise
@@ -353,7 +184,7 @@ def run_study(cfg: StudyConfig, run_dir, *, designs: list[dict] | None = None, r
 def _make_optimizer(cfg: StudyConfig):
     from surrogates.bayesopt import BayesianOptimizer, RandomSearch
 
-    from diffcalo.study.objective import design_space
+    from diffcalo.study.design import design_space
 
     space = design_space(cfg)
     minimize = FIGURES_OF_MERIT[cfg.figure_of_merit] == "minimise"
@@ -362,7 +193,7 @@ def _make_optimizer(cfg: StudyConfig):
     return RandomSearch(space, seed=cfg.seed, minimize=minimize)
 
 
-def _drive(cfg, cfg_dict, journal, designs, objective, executor, progress, log) -> None:
+def _drive(cfg, journal, designs, objective, executor, progress, log) -> None:
     from tqdm.auto import tqdm
 
     opt = _make_optimizer(cfg) if designs is None else None
@@ -419,7 +250,7 @@ def _drive(cfg, cfg_dict, journal, designs, objective, executor, progress, log) 
                 next_batch += 1
                 n_recorded += n
                 open_rows = [r for r in journal.records("pending") if r["id"] in set(ids)]
-            _run_batch(open_rows, journal, executor, objective, cfg_dict, bar, opt, log)
+            _run_batch(open_rows, journal, executor, objective, cfg, bar, opt, log)
             ids = {r["id"] for r in open_rows}
             tell([r for r in journal.records() if r["id"] in ids])
             open_rows = []
@@ -427,7 +258,7 @@ def _drive(cfg, cfg_dict, journal, designs, objective, executor, progress, log) 
         bar.close()
 
 
-def _run_batch(rows, journal, executor, objective, cfg_dict, bar, opt, log) -> None:
+def _run_batch(rows, journal, executor, objective, cfg, bar, opt, log) -> None:
     """Evaluate the unfinished rows of one batch, ``executor.workers`` at a time."""
     queue = [r for r in rows if r["status"] == "pending"]
     in_flight: dict = {}
@@ -435,7 +266,7 @@ def _run_batch(rows, journal, executor, objective, cfg_dict, bar, opt, log) -> N
         while queue and len(in_flight) < executor.workers:
             r = queue.pop(0)
             journal.start(r["id"], executor.name)
-            in_flight[executor.submit(_call, objective, cfg_dict, r["design"], r["seed"])] = r["id"]
+            in_flight[executor.submit(_call, objective, cfg, r["design"], r["seed"])] = r["id"]
         for fut in executor.wait(list(in_flight)):
             eid = in_flight.pop(fut)
             res = _result_of(fut)
