@@ -12,11 +12,10 @@ from scipy.special import erf
 
 import diffcalo as dc
 from diffcalo import metrics
-from diffcalo.reco import losses
+from diffcalo.reco import (Inputs, ModelConfig, Reconstruction, TrainConfig, TrainedNet, TrainingError, cluster_inputs,
+                           energy_inputs, losses, prepare, train)
 from diffcalo.reco.classical import ClassicalReco, log_weighted_centroid, weighted_time
-from diffcalo.reco.models import ModelConfig
-from diffcalo.reco.train import (Inputs, TrainConfig, TrainedNet, TrainingError, _augment, _train_epoch, energy_inputs,
-                                 prepare, train)
+from diffcalo.reco.train import _augment, _train_epoch
 
 SMALL = ModelConfig(conv=(8, 8), dense=(16,))
 
@@ -166,6 +165,37 @@ def test_bad_training_inputs_are_clear_errors(data):
         net.predict(wrong)
 
 
+def test_prediction_reads_no_truth(data):
+    """Reconstruction.predict builds features only: the same clusters with their truth replaced by
+    NaN or garbage give identical predictions. The window centre (impact point minus offset, the
+    centre of the impact cell) is the one geometric input taken from x, y and offset: the garbage
+    keeps it (x, y := the window centre, offset := 0) and changes everything else."""
+    (tr, va, te), classical = data
+    cfgs = dict(energy=TrainConfig(epochs=1, use_time=True), position=TrainConfig(epochs=1),
+                time=TrainConfig(epochs=1))
+    reco = Reconstruction.fit(tr, va, tasks=("energy", "position", "time"), z_mm=classical.z_mm, model_config=SMALL,
+                              train_config=cfgs, progress=False)
+    assert {t: net.use_time for t, net in reco.nets.items()} == dict(energy=True, position=False, time=True)
+    te = jax.tree_util.tree_map(np.asarray, te)
+    n = te.n
+    centre = np.stack([te.x - te.offset[:, 0], te.y - te.offset[:, 1]], axis=1)
+    t_garbage = np.where(np.arange(n) % 2 == 0, np.nan, 1e6).astype(np.float32)
+    nan = np.full(n, np.nan, np.float32)
+    garbage = dataclasses.replace(te, e_true=nan, t_true=t_garbage, tx=nan, ty=nan, x=centre[:, 0], y=centre[:, 1],
+                                  offset=np.zeros_like(te.offset), pid=np.full_like(te.pid, -999), leakage=nan,
+                                  n_background=np.full_like(te.n_background, 12345))
+    real, blind = reco.predict(te), reco.predict(garbage)
+    assert real.keys() == blind.keys()
+    for key in real:
+        np.testing.assert_array_equal(blind[key], real[key], err_msg=key)
+    assert np.isfinite(real["time"][np.asarray(te.status) == 0]).all()
+    # the features of prediction carry no targets, and training refuses them
+    feats, mask = cluster_inputs("energy", garbage, classical)
+    assert feats.target is None and feats.e_true is None and feats.n == int(mask.sum())
+    with pytest.raises(ValueError, match="the training inputs have no targets"):
+        train("energy", feats, feats, model_config=SMALL, progress=False)
+
+
 def test_truncated_gaussian_loss_removes_the_edge_bias_of_mse():
     """E uniform in [1, 10] GeV, measured with sigma = 0.31 sqrt(E): MSE regresses to the posterior
     mean and is biased inwards at both ends of the range; the truncated-Gaussian likelihood is not."""
@@ -241,7 +271,7 @@ def test_gradient_of_resolution_through_simulate_and_frozen_network_matches_fini
         def metric(cell):
             c = dc.simulate(det.replace_region(region, cell_size_mm=cell), p, key=jax.random.key(3))
             centre = jnp.stack([c.x, c.y], 1) - c.offset
-            inp = energy_inputs(c.energy, c.region, c.cell_size_mm, centre, c.e_true, classical)
+            inp = energy_inputs(c.energy, c.region, c.cell_size_mm, centre, classical)
             inp = dataclasses.replace(inp, vectors=jnp.zeros((p.n, 3, 2)))
             inp = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), inp)
             return metrics.stochastic_term_jnp(c.e_true, model64.apply(inp)[:, 0])

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from diffcalo.reco.models import Conv2D, Conv3D, ModelConfig, Regressor
-from diffcalo.reco.train import Inputs, TrainConfig, TrainedNet
+from diffcalo.reco import Inputs, ModelConfig, Regressor, TrainConfig, TrainedNet
+from diffcalo.reco.models import Conv2D, Conv3D
 
 TOY_SHAPE = (8, 8, 17)      # the toy calorimeter's maps: 8 x 8 cells, 17 layers as channels
 

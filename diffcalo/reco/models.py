@@ -4,7 +4,7 @@ One architecture serves the three tasks (:class:`Regressor`): a convolutional br
 cluster (channels = readout sections, plus their cell times when the task uses timing), a feature
 branch carries scalars (the calibrated sum, cell size, region, the classical estimates), and dense
 layers merge both into ``n_out`` outputs. The last layer starts at zero, so an untrained network
-predicts exactly the classical estimate it corrects (see :mod:`diffcalo.reco.train`).
+predicts exactly the classical estimate it corrects (see :mod:`diffcalo.reco.features`).
 
 Convolutions are written as im2col + one matrix product (:class:`Conv2D`): on small maps on the
 CPU, XLA's convolution kernels ran 10-40x slower than the same arithmetic as a dot (measured in

@@ -10,9 +10,14 @@ import pathlib
 import numpy as np
 
 from diffcalo import metrics
+from diffcalo.errors import DatasetError
 from diffcalo.reco.classical import ClassicalReco
+from diffcalo.reco.config import TrainConfig
+from diffcalo.reco.features import SLOPE_UNIT, TASKS, TIME_UNIT_NS, cluster_inputs
 from diffcalo.reco.models import ModelConfig
-from diffcalo.reco.train import SLOPE_UNIT, TASKS, TIME_UNIT_NS, TrainConfig, TrainedNet, prepare, train
+from diffcalo.reco.net import TrainedNet
+from diffcalo.reco.targets import prepare
+from diffcalo.reco.train import train
 
 __all__ = ["Reconstruction", "evaluate"]
 
@@ -50,7 +55,8 @@ class Reconstruction:
         return cls(classical=classical, nets=nets, use_time=use_time)
 
     def predict(self, clusters) -> dict:
-        """Network and classical estimates for every cluster (NaN where not reconstructable).
+        """Network and classical estimates for every cluster (NaN where not reconstructable); the
+        truth fields of ``clusters`` are not read (see :mod:`diffcalo.reco.features`).
 
         Returns dict: energy, offset [n, 2] (mm from the window centre), slope [n, 2], time (ns), each
         from the network when it was trained (else the classical value), and classical_energy,
@@ -63,11 +69,7 @@ class Reconstruction:
                    classical_time=est.time)
         cell = np.asarray(clusters.cell_size_mm, dtype=np.float64)
         for task, net in self.nets.items():
-            use_time = net.train_config.use_time
-            if task == "time" and not np.isfinite(np.asarray(clusters.t_true)).any():
-                # prediction does not need truth: fill it so prepare() accepts the clusters
-                clusters = dataclasses.replace(clusters, t_true=np.zeros(n, np.float32))
-            inp, mask = prepare(task, clusters, self.classical, use_time=use_time, estimate=est)
+            inp, mask = cluster_inputs(task, clusters, self.classical, use_time=net.use_time, estimate=est)
             pred = net.predict(inp)
             idx = np.flatnonzero(mask)
             if task == "energy":
@@ -114,8 +116,6 @@ def evaluate(reco: Reconstruction, clusters, *, bins=8, fit_noise: bool = True) 
     Raises:
         DatasetError: clusters of a region the reconstruction was not fitted on.
     """
-    from diffcalo.io import DatasetError
-
     region = np.asarray(clusters.region)
     known = sorted(int(k) for k in reco.classical.tables)
     on_wall = np.asarray(clusters.status) == 0
