@@ -8,7 +8,7 @@ What it measures, side by side in one run, on this machine's CPU:
    1x1, then a pointwise layer), diffcalo's default for small windows.
 3. ``seed`` architecture (``same`` padding, 2x2 average pooling) on LUXE full images 20 x 11 x 110.
 
-JAX: :func:`diffcalo.reco.train.train` itself (one jitted ``lax.scan`` per epoch, Adam, MSE on
+JAX: :func:`diffcalo.reco.train` itself (one jitted ``lax.scan`` per epoch, Adam, MSE on
 E = E_cal (1 + out)); the time per epoch after the compiling first epoch, augmentation off.
 PyTorch (``torch==2.13.0``, CPU, its default threads): the textbook loop (index a mini-batch,
 forward, MSE, backward, Adam step) on tensors in memory. Same batch size (256), same data.
@@ -35,9 +35,8 @@ import numpy as np
 
 import diffcalo as dc
 from diffcalo import metrics
+from diffcalo.reco import Inputs, ModelConfig, TrainConfig, prepare, train
 from diffcalo.reco.classical import ClassicalReco
-from diffcalo.reco.models import ModelConfig
-from diffcalo.reco.train import Inputs, TrainConfig, prepare, train
 
 BATCH = 256
 

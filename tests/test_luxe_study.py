@@ -61,7 +61,7 @@ def test_fit_line_recovers_a_calibration():
 
 
 def test_image_inputs_normalise_the_maps_and_carry_the_classical_estimate():
-    from diffcalo.reco.train import image_inputs
+    from diffcalo.reco import image_inputs
 
     rng = np.random.default_rng(1)
     cells = rng.uniform(0, 1, (7, 20, 11, 13)).astype(np.float32)

@@ -22,9 +22,8 @@ import numpy as np
 import diffcalo as dc
 from diffcalo import metrics
 from diffcalo.plotting import plot_mass_peak
+from diffcalo.reco import Reconstruction, TrainConfig
 from diffcalo.reco.classical import window_centre
-from diffcalo.reco.pipeline import Reconstruction
-from diffcalo.reco.train import TrainConfig
 from diffcalo.samples import M_BS, M_PI0, bs_jpsi_pi0_sample, pi0_sample
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -23,8 +23,7 @@ import numpy as np
 
 import diffcalo as dc
 from diffcalo.plotting import plot_reco
-from diffcalo.reco.pipeline import Reconstruction, evaluate
-from diffcalo.reco.train import TrainConfig
+from diffcalo.reco import Reconstruction, TrainConfig, evaluate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import parse  # noqa: E402

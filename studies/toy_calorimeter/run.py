@@ -52,8 +52,7 @@ import numpy as np
 
 import diffcalo as dc
 from diffcalo.metrics import core_width, energy_curve, fit_resolution
-from diffcalo.reco.models import ModelConfig
-from diffcalo.reco.train import TrainConfig, image_inputs, train
+from diffcalo.reco import ModelConfig, TrainConfig, image_inputs, train
 from diffcalo.simulation import MODES
 
 E_MIN, E_MAX = 0.1, 10.0            # GeV, the generated (and truncation) range
