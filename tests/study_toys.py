@@ -7,15 +7,15 @@ import time
 def toy_objective(config, design, seed):
     """A smooth function of the design, deterministic; sleeps ``TOY_SLEEP`` seconds."""
     time.sleep(float(os.environ.get("TOY_SLEEP", "0")))
-    options = config["options"]
-    score = sum(options.index(design[f"option_{i}"]) for i in range(config["regions"]))
-    score += sum((design[f"ring_{i}"] - 3) ** 2 for i in range(config["regions"] - 1)) * 0.1
+    options = config.options
+    score = sum(options.index(design[f"option_{i}"]) for i in range(config.regions))
+    score += sum((design[f"ring_{i}"] - 3) ** 2 for i in range(config.regions - 1)) * 0.1
     # a per-region summary in the shape evaluate_layout gives (the report draws its resolution curves)
     regions = [dict(region=i, cell_mm=40.4, n=400, energy_curve=dict(energy=[2.0, 8.0, 32.0],
                                                                      resolution=[0.1 / 2 ** 0.5, 0.05, 0.025],
                                                                      resolution_err=[0.01, 0.005, 0.0025]),
                     energy_fit=dict(stochastic=0.1, constant=0.0, noise=0.0), energy_core=0.05,
-                    position_core_mm=[3.0 + score, 3.0 + score]) for i in range(config["regions"])]
+                    position_core_mm=[3.0 + score, 3.0 + score]) for i in range(config.regions)]
     return dict(fom=float(score), cost=1.0, metrics=dict(score=score, seed=seed, regions=regions),
                 timings=dict(simulate=0.0))
 

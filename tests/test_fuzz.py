@@ -213,7 +213,7 @@ _SPACE = {}
 def _space():
     if not _SPACE:
         from diffcalo.study.config import study_config_from_dict
-        from diffcalo.study.objective import design_space
+        from diffcalo.study.design import design_space
 
         _SPACE["space"] = design_space(study_config_from_dict(STUDY))
     return _SPACE["space"]

@@ -46,15 +46,15 @@ Errors name the key, the value and what is allowed (:class:`~diffcalo.config.Con
 from __future__ import annotations
 
 import dataclasses
-import math
 import pathlib
 from typing import Any
 
 from diffcalo.config import (MAX_COLLISIONS, MAX_ENERGY_GEV, ConfigError, _read_toml, check_choice, check_int,
                              check_number, names_file)
 
-__all__ = ["StudyConfig", "load_study_config", "study_config_from_dict", "FIGURES_OF_MERIT", "EXECUTORS",
-           "OPTIMIZERS", "MAX_TRAIN_PHOTONS", "MAX_SIGNAL_DECAYS"]
+__all__ = ["StudyConfig", "load_study_config", "study_config_from_dict", "study_config_from_flat",
+           "require_study_config", "FIGURES_OF_MERIT", "EXECUTORS", "OPTIMIZERS", "MAX_TRAIN_PHOTONS",
+           "MAX_SIGNAL_DECAYS"]
 
 FIGURES_OF_MERIT = {"pi0_width": "minimise", "bs_significance": "maximise"}
 #: Sample-size caps: one evaluation simulates all its photons in one call and holds them in memory
@@ -69,6 +69,10 @@ OPTIMIZERS = ("gp", "random")
 
 @dataclasses.dataclass(frozen=True)
 class StudyConfig:
+    """A validated study configuration (module docstring; build it with :func:`load_study_config`,
+    :func:`study_config_from_dict` or :func:`study_config_from_flat`). Frozen and picklable: it travels
+    as it is to the worker processes that evaluate designs."""
+
     name: str = "study"
     seed: int = 0
     figure_of_merit: str = "pi0_width"
@@ -94,14 +98,19 @@ class StudyConfig:
     scheduler: str = ""
 
     def as_dict(self) -> dict:
+        """The flat, JSON-ready form (the journal stores it; :func:`study_config_from_flat` reads it back)."""
         d = dataclasses.asdict(self)
         d["options"] = list(self.options)
         d["photon_energy"] = list(self.photon_energy)
         return d
 
-    @property
-    def option_pairs(self) -> list[tuple[str, float]]:
-        return [_parse_option(o) for o in self.options]
+
+def require_study_config(config) -> StudyConfig:
+    """``config`` itself if it is a :class:`StudyConfig`, else a TypeError saying how to make one."""
+    if not isinstance(config, StudyConfig):
+        raise TypeError(f"expected a StudyConfig, got {type(config).__name__}: build one with load_study_config(), "
+                        "study_config_from_dict() (TOML sections) or study_config_from_flat() (StudyConfig.as_dict())")
+    return config
 
 
 _SECTIONS = {
@@ -118,27 +127,12 @@ _RENAME = {("budget", "total"): "budget", ("optimizer", "kind"): "optimizer", ("
            ("wall", "layout"): "layout"}
 
 
-def _parse_option(text: str):
-    tech, _, cell = str(text).partition(":")
-    try:
-        value = float(cell)
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(cell)
-        return tech, value
-    except ValueError:
-        raise ConfigError(f"design.options: {text!r}: write each option as 'technology:cell_mm', "
-                          "e.g. 'shashlik:60.6'") from None
-
-
 def _fail(key, value, allowed):
     return ConfigError(f"{key} = {value!r}: {allowed}")
 
 
 def study_config_from_dict(raw: dict, where: str = "study config") -> StudyConfig:
-    """Validate a parsed study file (see the module docstring)."""
-    from diffcalo.layout import PRESETS, preset
-    from diffcalo.technologies import default_registry
-
+    """Validate a parsed study file (TOML sections, see the module docstring)."""
     flat: dict[str, Any] = {}
     for section, table in raw.items():
         if section not in _SECTIONS:
@@ -150,8 +144,28 @@ def study_config_from_dict(raw: dict, where: str = "study config") -> StudyConfi
             raise ConfigError(f"{where}: unknown key(s) {unknown} in [{section}]; allowed: {sorted(_SECTIONS[section])}")
         for k, v in table.items():
             flat[_RENAME.get((section, k), k)] = v
-    cfg = StudyConfig()
-    d = dataclasses.asdict(cfg)
+    return _validated(flat)
+
+
+def study_config_from_flat(flat: dict, where: str = "study config") -> StudyConfig:
+    """Validate a flat config, the form of :meth:`StudyConfig.as_dict` (a journal's stored config, or a
+    loaded config with command-line changes); keys not given take their defaults."""
+    if not isinstance(flat, dict):
+        raise ConfigError(f"{where}: {flat!r}: must be a table of study settings")
+    unknown = sorted(set(flat) - {f.name for f in dataclasses.fields(StudyConfig)})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: "
+                          f"{sorted(f.name for f in dataclasses.fields(StudyConfig))}")
+    return _validated(flat)
+
+
+def _validated(flat: dict) -> StudyConfig:
+    """The checks of every value (errors name the TOML key) on the defaults updated by ``flat``."""
+    from diffcalo.layout import PRESETS, preset
+    from diffcalo.study.design import parse_option
+    from diffcalo.technologies import default_registry
+
+    d = dataclasses.asdict(StudyConfig())
     d.update(flat)
     if not isinstance(d["name"], str) or not d["name"] or "/" in d["name"] or d["name"] in (".", ".."):
         raise _fail("study.name", d["name"], "must be a non-empty string without '/' (it names the run directory)")
@@ -168,7 +182,7 @@ def study_config_from_dict(raw: dict, where: str = "study config") -> StudyConfi
     for o in d["options"]:
         if not isinstance(o, str):
             raise _fail("design.options", o, "each option is a string 'technology:cell_mm', e.g. 'shashlik:60.6'")
-        tech, cell = _parse_option(o)
+        tech, cell = parse_option(o)
         if tech not in reg:
             raise _fail("design.options", o, f"unknown technology {tech!r}; available: {', '.join(reg.available())}")
         t = reg.get(tech)

@@ -1,0 +1,190 @@
+r"""A study's design <-> ECAL layout, and designs in words.
+
+Design space (:func:`design_space`) of an ECAL wall with ``regions`` nested regions:
+
+- ``option_i`` (categorical, one per region, innermost first): ``"technology:cell_mm"`` from the config
+  (:func:`parse_option` reads it);
+- ``ring_i`` (integer 1..max_ring, one per inner region): region i extends its inner neighbour (the
+  beam hole for i = 0) by ``ring_i`` modules on each side in x and round(ring_i * H/W) (at least 1) in
+  y, H/W the wall's aspect ratio; the last region is the rest of the wall;
+- ``split`` (categorical true/false, when the config searches it): read segmented technologies in
+  their sections (true) or as one section (false).
+
+Known constraint: the layout is valid (regions nested inside the wall) and its cost is within the
+budget. The search space knows nothing of physics; :func:`layout_from_design` turns a design into a
+:class:`~diffcalo.layout.Layout`.
+
+Words for a reader (:func:`describe_design`, :func:`describe_preset`, :func:`parameter_label`,
+:func:`value_label`): technologies by their display names, cell sizes in cm,
+e.g. ``"SpaCal-Pb 3 cm (ring 1) / Shashlik 6 cm (ring 9) / Shashlik 6 cm, no split"``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from diffcalo.config import ConfigError
+from diffcalo.study.config import StudyConfig, require_study_config
+
+__all__ = ["parse_option", "design_space", "layout_from_design", "describe_design", "describe_layout",
+           "describe_preset", "parameter_label", "value_label", "technology_label", "TECHNOLOGY_LABELS", "PRESET_TITLES"]
+
+#: Display names of the built-in technologies (a technology not listed shows its registry name).
+TECHNOLOGY_LABELS = {"shashlik": "Shashlik", "spacal-w": "SpaCal-W", "spacal-pb": "SpaCal-Pb", "siw": "Si-W",
+                     "toy-scint": "toy scintillator"}
+#: What each layout preset is, in words.
+PRESET_TITLES = {"lhcb-current": "current LHCb layout", "lhcb-upgrade2-baseline": "LHCb Upgrade II baseline",
+                 "luxe": "LUXE ECAL", "toy": "toy calorimeter"}
+
+
+def parse_option(text) -> tuple[str, float]:
+    """``"technology:cell_mm"`` -> (technology, cell size in mm > 0), e.g. ``"shashlik:60.6"`` ->
+    ``("shashlik", 60.6)``.
+
+    Raises:
+        ConfigError: not of that form, or the cell size is not a finite number > 0.
+    """
+    tech, _, cell = str(text).partition(":")
+    try:
+        value = float(cell)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(cell)
+        return tech, value
+    except ValueError:
+        raise ConfigError(f"design.options: {text!r}: write each option as 'technology:cell_mm', "
+                          "e.g. 'shashlik:60.6'") from None
+
+
+def layout_from_design(config: StudyConfig, design: dict):
+    """The :class:`~diffcalo.layout.Layout` of a design (validated).
+
+    Raises:
+        TypeError: ``config`` is not a :class:`~diffcalo.study.config.StudyConfig`.
+        ValueError: the regions do not fit in the wall (or another layout rule is broken).
+    """
+    from diffcalo.layout import Layout, Region, preset
+
+    cfg = require_study_config(config)
+    wall = preset(cfg.layout)
+    aspect = wall.modules_y / wall.modules_x
+    prev = wall.beam_hole
+    regions = []
+    split = bool(design.get("split", True))
+    for i in range(cfg.regions):
+        tech, cell = parse_option(design[f"option_{i}"])
+        if i < cfg.regions - 1:
+            ring = int(design[f"ring_{i}"])
+            mx, my = prev[0] + 2 * ring, prev[1] + 2 * max(1, round(ring * aspect))
+            if mx >= wall.modules_x or my >= wall.modules_y:
+                raise ValueError(f"design: region {i} ({mx} x {my} modules) does not fit inside the "
+                                 f"{wall.modules_x} x {wall.modules_y} wall")
+        else:
+            mx, my = wall.modules_x, wall.modules_y
+        regions.append(Region(f"region {i + 1}", tech, cell, mx, my, sections=None if split else 1))
+        prev = (mx, my)
+    return Layout(name="design", module_mm=wall.module_mm, modules_x=wall.modules_x, modules_y=wall.modules_y,
+                  regions=tuple(regions), beam_hole=wall.beam_hole, z_mm=wall.z_mm).validate()
+
+
+def design_space(config: StudyConfig):
+    """The :class:`surrogates.space.Space` of the study, with the known constraint (valid, within budget)."""
+    from surrogates.space import Categorical, Integer, Space
+
+    cfg = require_study_config(config)
+    params = [Categorical(f"option_{i}", tuple(cfg.options)) for i in range(cfg.regions)]
+    params += [Integer(f"ring_{i}", 1, cfg.max_ring) for i in range(cfg.regions - 1)]
+    if cfg.split:
+        params.append(Categorical("split", (True, False)))
+
+    def feasible(design):
+        try:
+            return layout_from_design(cfg, design).cost() <= cfg.budget
+        except ValueError:
+            return False
+
+    return Space(params, constraint=feasible)
+
+
+# ---- words ---------------------------------------------------------------------------------------------
+def _cell_cm(cell_mm: float) -> str:
+    """A cell size in cm as physicists name it: 60.6 mm -> "6", 15.15 mm -> "1.5", 24.24 mm -> "2.4"."""
+    cm = cell_mm / 10.0
+    if round(cm) >= 1 and abs(cm - round(cm)) <= 0.03 * cm:
+        return f"{round(cm):d}"
+    return f"{cm:.2g}"
+
+
+def technology_label(name: str) -> str:
+    """A technology's display name ("spacal-pb" -> "SpaCal-Pb"; a technology not listed: its name)."""
+    return TECHNOLOGY_LABELS.get(name, name)
+
+
+def _option_label(option) -> str:
+    tech, cell = parse_option(option)
+    return f"{technology_label(tech)} {_cell_cm(cell)} cm"
+
+
+def _segmented(technologies) -> bool:
+    """Whether any of the technologies is read out in more than one longitudinal section."""
+    from diffcalo.technologies import default_registry
+
+    reg = default_registry()
+    return any(len(reg.get(t).sections or ()) > 1 for t in technologies if t in reg)
+
+
+def describe_design(config: StudyConfig, design: dict) -> str:
+    """A design in words: each region innermost first as "technology cell-size" with its ring (modules
+    added on each side), then the longitudinal split when the design chooses it and a region has a
+    segmented technology, e.g. "SpaCal-Pb 3 cm (ring 1) / Shashlik 6 cm (ring 9) / Shashlik 6 cm, no split".
+    """
+    cfg = require_study_config(config)
+    parts = []
+    for i in range(cfg.regions):
+        text = _option_label(design[f"option_{i}"])
+        if i < cfg.regions - 1:
+            text += f" (ring {int(design[f'ring_{i}'])})"
+        parts.append(text)
+    out = " / ".join(parts)
+    if "split" in design and _segmented(parse_option(design[f"option_{i}"])[0] for i in range(cfg.regions)):
+        out += ", split" if design["split"] else ", no split"
+    return out
+
+
+def describe_layout(layout) -> str:
+    """The regions of a layout in words, innermost first, neighbours of one technology grouped:
+    "SpaCal-W 1.5 cm / SpaCal-Pb 3 cm / Shashlik 6 / 12 cm"."""
+    groups: list[tuple[str, list[str]]] = []
+    for r in layout.regions:
+        label, size = technology_label(r.technology), _cell_cm(r.cell_size_mm)
+        if groups and groups[-1][0] == label:
+            groups[-1][1].append(size)
+        else:
+            groups.append((label, [size]))
+    return " / ".join(f"{label} {' / '.join(sizes)} cm" for label, sizes in groups)
+
+
+def describe_preset(name: str) -> str:
+    """A layout preset in words: "current LHCb layout (Shashlik 4 / 6 / 12 cm)"."""
+    from diffcalo.layout import preset
+
+    return f"{PRESET_TITLES.get(name, name)} ({describe_layout(preset(name))})"
+
+
+def parameter_label(name: str) -> str:
+    """A design parameter's name for a reader: "option_0" -> "region 1 technology", "ring_0" -> "ring 1
+    (modules per side)", "split" -> "longitudinal split" (regions counted from 1, innermost first)."""
+    kind, _, index = name.rpartition("_")
+    if kind == "option" and index.isdigit():
+        return f"region {int(index) + 1} technology"
+    if kind == "ring" and index.isdigit():
+        return f"ring {int(index) + 1} (modules per side)"
+    return {"split": "longitudinal split"}.get(name, name)
+
+
+def value_label(name: str, value) -> str:
+    """A design parameter's value for a reader: "spacal-pb:30.3" -> "SpaCal-Pb 3 cm", True -> "split"."""
+    if name.startswith("option_"):
+        return _option_label(value)
+    if name == "split":
+        return "split" if value else "no split"
+    return str(value)
