@@ -74,9 +74,8 @@ def evaluate_layout(config: StudyConfig, layout, seed: int) -> dict:
     from diffcalo import metrics
     from diffcalo.clusters import Clusters
     from diffcalo.pileup import PileupModel
+    from diffcalo.reco import Reconstruction, TrainConfig
     from diffcalo.reco.classical import window_centre
-    from diffcalo.reco.pipeline import Reconstruction
-    from diffcalo.reco.train import TrainConfig
     from diffcalo.samples import bs_jpsi_pi0_sample, invariant_mass, pi0_sample
 
     cfg = require_study_config(config)
@@ -173,7 +172,7 @@ def _region_summary(reco, test) -> list[dict]:
     """Per region, on held-out photons: the network's energy-resolution curve (core width of E_reco/E
     per log energy bin), its fit a/sqrt(E) (+) b (+) c/E (the whole fit record: errors, limits, chi2),
     and energy (relative) and position (mm) core widths with their statistical errors."""
-    from diffcalo.reco.pipeline import evaluate
+    from diffcalo.reco import evaluate
 
     out = []
     for r, entry in sorted(evaluate(reco, test, bins=6)["regions"].items(), key=lambda kv: int(kv[0])):
