@@ -30,6 +30,8 @@ _CLIP_FACTOR = 0.954597    # std of a unit Gaussian truncated at +-2.5
 POOR_FIT_P_VALUE = 0.01
 
 _TERMS = ("stochastic", "constant", "noise")
+#: A fitted term below this (1e-4 %, 1 keV) sits on its bound 0 whatever its covariance says.
+_AT_ZERO = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,14 +235,14 @@ def fit_resolution(energies, resolution, errors, *, fit_constant: bool = True,
     chi2 = chi2_of(popt)
     limits = {}
     for i, name in enumerate(n for n, f in zip(_TERMS, free) if f):
-        if not np.isfinite(perr[i]) or popt[i] <= perr[i]:
-            limits[f"{name}_limit"] = _profile_upper_limit(chi2_of, e, r, s, model, popt, i, chi2, perr[i])
+        if not np.isfinite(perr[i]) or popt[i] <= perr[i] or popt[i] < _AT_ZERO:
+            limits[f"{name}_limit"] = _profile_upper_limit(chi2_of, e, r, s, model, popt, i, chi2)
     fixed = tuple(name for name, f in zip(_TERMS, free) if not f)
     return ResolutionFit(*map(float, full(popt)), *(float(x) for x in full(perr)), chi2=chi2, ndf=int(e.size - npar),
                          **limits, fixed=fixed)
 
 
-def _profile_upper_limit(chi2_of, e, r, s, model, popt, i, chi2_min, err) -> float:
+def _profile_upper_limit(chi2_of, e, r, s, model, popt, i, chi2_min) -> float:
     """One-sigma upper limit of parameter ``i`` of a resolution fit: the value above the best fit where the
     chi2, minimised over the other parameters, exceeds its minimum by 1."""
     from scipy.optimize import brentq, curve_fit
@@ -266,10 +268,10 @@ def _profile_upper_limit(chi2_of, e, r, s, model, popt, i, chi2_min, err) -> flo
         return chi2_of(p) - chi2_min - 1.0
 
     lo = float(popt[i])
-    hi = max(lo + err if np.isfinite(err) and err > 0 else 0.0, 2.0 * lo, 1e-4)
+    hi = max(2.0 * lo, 1e-3)     # the covariance error of a term near its bound is no guide: step up from 0.1 %
     for _ in range(60):
         if delta(hi) > 0:
-            return float(brentq(delta, lo, hi, xtol=1e-6 * hi))
+            return float(brentq(delta, lo, hi, xtol=1e-12, rtol=1e-8))
         lo, hi = hi, 2.0 * hi
     return float("inf")
 
@@ -335,11 +337,18 @@ def energy_curve(e_true, e_reco, bins=None) -> dict:
     Returns:
         dict of arrays per bin: energy (mean true energy), n, me (mean of E_reco - E_true), mae, rms,
         rel_me, rel_mae, rel_rms (the same divided by E_true), resolution (core width of
-        E_reco / E_true), resolution_err, response (core mean of the ratio).
+        E_reco / E_true), resolution_err, response (core mean of the ratio), response_slope (local
+        slope d<E_reco>/dE_true of the mean response curve E_true x response), calibrated_resolution
+        and calibrated_resolution_err (resolution / response_slope; nan where the slope is not positive).
 
     The resolution is *not* divided by the response: an estimator that shrinks towards a constant
     (e.g. a linear calibration of a sum dominated by pile-up, whose slope goes to zero) would
     otherwise look precise. For a calibrated estimator (response 1) the two definitions agree.
+    The *calibrated* resolution is the response-corrected width that is fair to both: the width
+    after calibrating the estimator with its own mean response curve, i.e. divided by the curve's
+    local slope. For a constant response R it is resolution / R (a miscalibration costs nothing); an
+    estimator whose mean does not grow with the true energy cannot be calibrated and gets a large or
+    undefined (nan) width.
     """
     e_true = np.asarray(e_true, dtype=float)
     e_reco = np.asarray(e_reco, dtype=float)
@@ -367,7 +376,13 @@ def energy_curve(e_true, e_reco, bins=None) -> dict:
             out[k].append(float(v))
     if len(out["energy"]) < 2:
         raise ValueError(f"energy_curve: {len(out['energy'])} energy bins with >= 10 clusters; need at least 2")
-    return {k: np.asarray(v) for k, v in out.items()}
+    out = {k: np.asarray(v) for k, v in out.items()}
+    slope = np.gradient(out["energy"] * out["response"], out["energy"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["response_slope"] = slope
+        out["calibrated_resolution"] = np.where(slope > 0, out["resolution"] / slope, np.nan)
+        out["calibrated_resolution_err"] = np.where(slope > 0, out["resolution_err"] / slope, np.nan)
+    return out
 
 
 # ---- pi0 and B_s ----------------------------------------------------------------------------------

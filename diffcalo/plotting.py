@@ -9,6 +9,8 @@ import pathlib
 
 import numpy as np
 
+from diffcalo.metrics import fit_mass_peak, fit_resolution, format_fit
+
 __all__ = ["plot_layout", "plot_clusters", "plot_occupancy", "plot_reco", "plot_mass_peak", "TECHNOLOGY_COLOURS"]
 
 TECHNOLOGY_COLOURS = {
@@ -165,59 +167,122 @@ def plot_occupancy(dataset, path, *, bins: int = 64) -> pathlib.Path:
     return _save(fig, path)
 
 
-def plot_reco(evaluation: dict, clusters, out_dir, names=None) -> list:
-    """Figures of :func:`diffcalo.reco.pipeline.evaluate`: per region, response and resolution vs
-    energy (network vs classical), residual distributions (energy, position, time) and the position
-    residual vs the true offset in the cell (the S-curve). Returns the PNG paths."""
-    import matplotlib.pyplot as plt
+def plot_reco(evaluation: dict, clusters, out_dir, names=None, *, collisions: float | None = None) -> list:
+    """Figures of :func:`diffcalo.reco.pipeline.evaluate`, one PNG per region, network vs classical.
 
-    from diffcalo.metrics import format_fit
+    Panels: response vs energy; calibrated (response-corrected) sigma/E per energy bin with its fit
+    a/sqrt(E) (+) b (+) c/E drawn over the points (:func:`diffcalo.metrics.energy_curve`,
+    :func:`~diffcalo.metrics.format_fit`); residual distributions of energy, position and time over
+    robust ranges (0.5 to 99.5 % quantiles of both estimates: the tails are counted in the legend,
+    not piled in edge bins); the position residual vs the true offset in the cell (the S-curve).
+
+    Args:
+        evaluation: the result of :func:`~diffcalo.reco.pipeline.evaluate`.
+        clusters: the clusters it was evaluated on (with truth).
+        out_dir: folder for ``reco_region{r}.png``.
+        names: per region index, a label for the titles, e.g. "inner: SpaCal-W" (default "region r").
+        collisions: pile-up of the sample in collisions per crossing, for the titles (None: not shown).
+
+    Returns:
+        The PNG paths.
+    """
+    import matplotlib.pyplot as plt
 
     out_dir = pathlib.Path(out_dir)
     pred = evaluation["predictions"]
     region = np.asarray(clusters.region)
     e_true = np.asarray(clusters.e_true, dtype=float)
+    offset = np.asarray(clusters.offset, dtype=float)
     paths = []
     styles = dict(network=dict(color="#c0392b", marker="o"), classical=dict(color="#2c3e50", marker="s"))
+    keys = dict(network=("energy", "offset", "time"), classical=("classical_energy", "classical_offset", "classical_time"))
+    pileup = ("" if collisions is None else ", no pile-up" if collisions == 0
+              else f", pile-up {collisions:g} collisions/crossing")
     for r, entry in evaluation["regions"].items():
         label = names[int(r)] if names else f"region {r}"
         m = region == int(r)
-        fig, ax = plt.subplots(2, 3, figsize=(14, 8))
+        cell = entry["cell_mm"]
+        fig, ax = plt.subplots(2, 3, figsize=(18, 9.5), gridspec_kw=dict(width_ratios=[1, 1.5, 1]))
+        residuals = {}
         for who in ("network", "classical"):
-            c = entry[who]["energy_curve"]
-            ax[0, 0].errorbar(c["energy"], c["response"], fmt="-", label=who, **styles[who])
-            ax[0, 1].errorbar(c["energy"], 100 * np.asarray(c["resolution"]), yerr=100 * np.asarray(c["resolution_err"]),
-                              fmt="-", label=f"{who}: {format_fit(entry[who].get('energy_fit', {}))}", **styles[who])
-            e_key = "energy" if who == "network" else "classical_energy"
-            o_key = "offset" if who == "network" else "classical_offset"
-            t_key = "time" if who == "network" else "classical_time"
-            rel = (pred[e_key][m] - e_true[m]) / e_true[m]
-            ax[0, 2].hist(np.clip(rel, -0.3, 0.3), bins=120, histtype="step", color=styles[who]["color"], label=who)
-            dx = pred[o_key][m, 0] - np.asarray(clusters.offset)[m, 0]
-            lim = 0.3 * entry["cell_mm"]
-            ax[1, 0].hist(np.clip(dx, -lim, lim), bins=120, histtype="step", color=styles[who]["color"], label=who)
-            off = np.asarray(clusters.offset)[m, 0] / entry["cell_mm"]
+            e_key, o_key, t_key = keys[who]
+            residuals[who] = dict(energy=(pred[e_key][m] - e_true[m]) / e_true[m],
+                                  position=pred[o_key][m, 0] - offset[m, 0])
+            if "time_ps" in entry[who]:
+                residuals[who]["time"] = 1000 * (pred[t_key][m] - np.asarray(clusters.t_true)[m])
+        for who in ("network", "classical"):
+            c = {k: np.asarray(v, dtype=float) for k, v in entry[who]["energy_curve"].items()}
+            ax[0, 0].plot(c["energy"], c["response"], "-", label=who, **styles[who])
+            _draw_calibrated_resolution(ax[0, 1], who, c, styles[who])
+            for a, kind, scale in ((ax[0, 2], "energy", 100.0), (ax[1, 0], "position", 1.0), (ax[1, 2], "time", 1.0)):
+                if kind not in residuals[who]:
+                    continue
+                extra = f", core {entry[who]['time_ps']['core']:.0f} ps" if kind == "time" else ""
+                _robust_hist(a, who, scale * residuals[who][kind],
+                             [scale * residuals[w][kind] for w in residuals if kind in residuals[w]],
+                             styles[who]["color"], extra)
+            off = offset[m, 0] / cell
             bins = np.linspace(-0.5, 0.5, 21)
             idx = np.digitize(off, bins) - 1
+            dx = residuals[who]["position"]
             prof = [np.median(dx[idx == i]) if (idx == i).sum() > 5 else np.nan for i in range(20)]
             ax[1, 1].plot(0.5 * (bins[1:] + bins[:-1]), prof, "-", label=who, **styles[who])
-            if "time_ps" in entry[who]:
-                dt = 1000 * (pred[t_key][m] - np.asarray(clusters.t_true)[m])
-                ax[1, 2].hist(np.clip(dt, -400, 400), bins=160, histtype="step", color=styles[who]["color"],
-                              label=f"{who}: core {entry[who]['time_ps']['core']:.0f} ps")
-        ax[0, 0].set(xscale="log", xlabel="true energy (GeV)", ylabel="response E_reco / E_true (core mean)")
-        ax[0, 1].set(xscale="log", xlabel="true energy (GeV)", ylabel="sigma/E (%)")
+        ax[0, 0].axhline(1.0, color="grey", lw=0.8, ls=":")
+        ax[0, 0].set(xscale="log", xlabel="true energy [GeV]", ylabel="response <E_reco / E_true> (core mean) [1]",
+                     title="response")
+        ax[0, 1].set(xscale="log", yscale="log", xlabel="true energy [GeV]",
+                     ylabel="calibrated σ(E)/E [%]", title="resolution (response-corrected; curves: fits)")
         for a in ax[0, :2]:
             _plain_log_ticks(a)
-        ax[0, 2].set(xlabel="(E_reco - E_true) / E_true", ylabel="clusters", yscale="log")
-        ax[1, 0].set(xlabel="x_reco - x_true (mm)", ylabel="clusters", yscale="log")
-        ax[1, 1].set(xlabel="true x offset in the cell (cell units)", ylabel="median x_reco - x_true (mm)")
-        ax[1, 2].set(xlabel="t_reco - t_true (ps)", ylabel="clusters", yscale="log")
+        ax[0, 2].set(xlabel="(E_reco - E_true) / E_true [%]", ylabel="clusters per bin", yscale="log",
+                     title="energy residual")
+        ax[1, 0].set(xlabel="x_reco - x_true [mm]", ylabel="clusters per bin", yscale="log", title="position residual")
+        ax[1, 1].set(xlabel="true x offset in the cell [cell units]", ylabel="median x_reco - x_true [mm]",
+                     title="position bias vs offset in the cell")
+        ax[1, 2].set(xlabel="t_reco - t_true [ps]", ylabel="clusters per bin", yscale="log", title="time residual")
+        if not any("time" in v for v in residuals.values()):
+            ax[1, 2].set_axis_off()
         for a in ax.ravel():
-            a.legend(fontsize=7)
-        fig.suptitle(f"{label}: cell {entry['cell_mm']:.1f} mm, {entry['n']} test clusters")
+            if a.get_legend_handles_labels()[0]:
+                a.legend(fontsize=7)
+        fig.suptitle(f"{label}, {cell:.4g} mm cells{pileup}: {entry['n']} test clusters")
         paths.append(_save(fig, out_dir / f"reco_region{r}.png"))
     return paths
+
+
+def _draw_calibrated_resolution(ax, who, curve, style):
+    """The calibrated sigma/E points (%) of one estimator and its fitted curve, the fit in the legend."""
+    e, res, err = curve["energy"], curve["calibrated_resolution"], curve["calibrated_resolution_err"]
+    ok = np.isfinite(res) & np.isfinite(err) & (err > 0)
+    try:
+        fit = fit_resolution(e[ok], res[ok], err[ok])
+        text = format_fit(fit)
+    except (ValueError, RuntimeError) as exc:
+        fit, text = None, f"no fit ({exc})"
+    ax.errorbar(e[ok], 100 * res[ok], yerr=100 * err[ok], fmt="none", capsize=2, ecolor=style["color"])
+    text = text.replace(" (χ²", "\n(χ²").replace(" (POOR", "\n(POOR")
+    ax.plot(e[ok], 100 * res[ok], ls="none", label=f"{who}: {text}", **style)
+    if fit is not None:
+        grid = np.geomspace(e[ok].min(), e[ok].max(), 100)
+        ax.plot(grid, 100 * fit(grid), "-", color=style["color"], lw=1.2)
+
+
+def _robust_hist(ax, who, values, all_values, colour, extra=""):
+    """A step histogram of ``values`` over a range from all estimates together (the same bins for every
+    estimate): the 0.5-99.5 % quantiles, narrowed to 12 robust widths (1.4826 x median absolute deviation)
+    around the median when the tails are longer; the fraction outside the range goes in the legend."""
+    pooled = np.concatenate([v[np.isfinite(v)] for v in all_values])
+    lo, hi = np.quantile(pooled, [0.005, 0.995])
+    median = np.median(pooled)
+    width = 1.4826 * np.median(np.abs(pooled - median))
+    if width > 0:
+        lo, hi = max(lo, median - 12 * width), min(hi, median + 12 * width)
+    pad = 0.05 * (hi - lo) or 1.0
+    lo, hi = lo - pad, hi + pad
+    values = values[np.isfinite(values)]
+    outside = np.mean((values < lo) | (values > hi)) if values.size else 0.0
+    ax.hist(values, bins=100, range=(lo, hi), histtype="step", color=colour,
+            label=f"{who}{extra} ({100 * outside:.1f} % outside)")
 
 
 def _plain_log_ticks(ax):
@@ -232,8 +297,6 @@ def _plain_log_ticks(ax):
 def plot_mass_peak(masses: dict, out_path, *, title: str = "pi0 -> gamma gamma", xlim=(0.0, 0.3)) -> pathlib.Path:
     """Histograms of reconstructed masses (label -> GeV array) with their core widths."""
     import matplotlib.pyplot as plt
-
-    from diffcalo.metrics import fit_mass_peak
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, m in masses.items():
