@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from diffcalo.config import ConfigError
-from diffcalo.study.config import load_study_config, study_config_from_dict
+from diffcalo.study.config import load_study_config, study_config_from_dict, study_config_from_flat
 from diffcalo.study.journal import Journal, JournalError
-from diffcalo.study.objective import design_space, layout_from_design
-from diffcalo.study.runner import StudyError, make_executor, run_study
+from diffcalo.study.design import design_space, layout_from_design
+from diffcalo.errors import StudyError
+from diffcalo.study.executors import make_executor
+from diffcalo.study.runner import run_study
 
 sys.path.insert(0, str(Path(__file__).parent))
 from study_toys import failing_objective, toy_objective  # noqa: E402
@@ -122,7 +124,7 @@ def test_a_study_killed_with_sigkill_resumes_to_exactly_the_planned_evaluations(
     assert len(recs) == 14 and [r["id"] for r in recs] == list(range(1, 15))
     keys = {json.dumps(r["design"], sort_keys=True) for r in recs}
     assert len(keys) == 14                                   # no design evaluated twice
-    assert all(r["fom"] == toy_objective(config, r["design"], 0)["fom"] for r in recs)
+    assert all(r["fom"] == toy_objective(study_config_from_flat(config), r["design"], 0)["fom"] for r in recs)
 
 
 def test_resume_refuses_a_corrupted_journal_and_a_changed_config(tmp_path):
@@ -217,9 +219,11 @@ def test_report_and_cli_errors(tmp_path, capsys):
     run_study(cfg, tmp_path / "run", objective=toy_objective, progress=False).close()
     assert main(["report", str(tmp_path / "run")]) == 0
     text = (tmp_path / "run" / "report.md").read_text()
-    best = min(toy_objective(cfg.as_dict(), r["design"], 0)["fom"] for r in Journal.open(tmp_path / "run" / "journal.sqlite").records())
+    best = min(toy_objective(cfg, r["design"], 0)["fom"] for r in Journal.open(tmp_path / "run" / "journal.sqlite").records())
     assert f"pi0_width = **{best:.4g}**" in text
-    assert "| best design | 0 | 40.4 | 5.0 % | 10.0 | 0.0 | 0.00 |" in text      # the toy's region summary
+    # the toy's region summary: b and c end on their bound 0 and are shown as bounds, not measurements
+    assert ("| best design | 1 | 40.4 | 5.0 | a = 10.00 %/√E, b = 0.00 % (at its bound), c = 0.00 MeV/E (at its "
+            "bound) | ") in text
     for png in ("best_layout.png", "resolution_curves.png", "fom_vs_evaluation.png", "pareto.png", "gp_slices.png"):
         assert (tmp_path / "run" / png).stat().st_size > 5000
     assert main(["report", str(tmp_path)]) == 2
@@ -248,8 +252,8 @@ def test_the_real_objective_is_deterministic_and_reports_per_region_resolutions(
     cfg = _cfg(samples=dict(train_photons=900, signal_decays=600), reco=dict(epochs=2),
                design=dict(regions=2, options=["spacal-pb:30.3", "shashlik:121.2"], max_ring=12, split=False))
     design = dict(option_0="spacal-pb:30.3", option_1="shashlik:121.2", ring_0=4)
-    a = evaluate_design(cfg.as_dict(), design, seed=3)
-    b = evaluate_design(cfg.as_dict(), design, seed=3)
+    a = evaluate_design(cfg, design, seed=3)
+    b = evaluate_design(cfg, design, seed=3)
     assert a["fom"] == b["fom"] and json.dumps(a["metrics"]) == json.dumps(b["metrics"])
     assert 0.0 < a["fom"] < 1000.0                                        # pi0 core width in MeV
     assert a["cost"] == pytest.approx(layout_from_design(cfg, design).cost())
@@ -261,4 +265,4 @@ def test_the_real_objective_is_deterministic_and_reports_per_region_resolutions(
         assert len(res) >= 4 and res[-1] < res[0]                        # resolution improves with energy
     assert set(a["timings"]) == {"simulate", "train", "metrics", "total"}
     with pytest.raises(ValueError, match="does not fit inside"):
-        evaluate_design(cfg.as_dict(), dict(design, ring_0=40), seed=3)
+        evaluate_design(cfg, dict(design, ring_0=40), seed=3)

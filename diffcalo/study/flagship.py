@@ -19,7 +19,7 @@ import time
 
 from diffcalo.study.config import FIGURES_OF_MERIT, StudyConfig, study_config_from_dict
 
-__all__ = ["QUICK", "run_flagship"]
+__all__ = ["QUICK", "run_flagship", "summary_text"]
 
 #: The quick variant (``diffcalo demo``): small samples, 12 evaluations per optimiser.
 QUICK = {
@@ -38,11 +38,13 @@ QUICK = {
 def _evaluate_baselines(cfg: StudyConfig, executor, log) -> dict:
     """The reference layouts, evaluated by the study's executor (same thread settings as the designs)."""
     from diffcalo.layout import preset
+    from diffcalo.study.design import describe_preset
     from diffcalo.study.objective import BASELINES, evaluate_preset
+    from diffcalo.study.report import format_fom
     from diffcalo.study.runner import _call, _result_of
 
     t0 = time.perf_counter()
-    pending = {executor.submit(_call, evaluate_preset, cfg.as_dict(), name, cfg.seed): name for name in BASELINES}
+    pending = {executor.submit(_call, evaluate_preset, cfg, name, cfg.seed): name for name in BASELINES}
     out = {}
     while pending:
         for fut in executor.wait(list(pending)):
@@ -54,8 +56,9 @@ def _evaluate_baselines(cfg: StudyConfig, executor, log) -> dict:
                                  within_budget=res["cost"] <= cfg.budget)
             else:
                 out[name] = dict(error=res["error"], cost=cost)
-            log(f"baseline {name}: {out[name].get('fom', out[name].get('error'))} "
-                f"({time.perf_counter() - t0:.0f} s)")
+            result = (format_fom(cfg.figure_of_merit, res["fom"], res["metrics"]) if "fom" in out[name]
+                      else f"failed: {res['error']}")
+            log(f"baseline {describe_preset(name)}: {result} ({time.perf_counter() - t0:.0f} s)")
     return {name: out[name] for name in BASELINES}
 
 
@@ -64,7 +67,7 @@ def run_flagship(cfg: StudyConfig | dict, out_dir, *, resume: bool = False, exec
     """Run the baselines and the GP and random-search studies into ``out_dir`` with one executor (the
     config's unless given); returns summary.md."""
     from diffcalo.study.lock import RunLock
-    from diffcalo.study.runner import make_executor
+    from diffcalo.study.executors import make_executor
 
     cfg = cfg if isinstance(cfg, StudyConfig) else study_config_from_dict(cfg)
     out = pathlib.Path(out_dir)
@@ -103,22 +106,43 @@ def _run(cfg, out, resume, executor, progress, log, t0) -> pathlib.Path:
         runs[kind] = j.records()
         j.close()
         write_report(run_dir)
-    minimize = FIGURES_OF_MERIT[cfg.figure_of_merit] == "minimise"
-    pick = min if minimize else max
+    return write_text_atomic(out / "summary.md", summary_text(cfg, runs, baselines, time.perf_counter() - t0))
+
+
+def summary_text(cfg: StudyConfig, runs: dict, baselines: dict, wall_time_s: float) -> str:
+    """The comparison (``summary.md``): the best design of each optimiser and the baselines, designs in
+    words, the figure of merit with its unit and statistical error, the cost.
+
+    Args:
+        cfg: the study config.
+        runs: optimiser kind ("gp", "random") -> its journal records.
+        baselines: preset name -> dict(fom, cost, metrics, within_budget) or dict(error, cost).
+        wall_time_s: the study's wall time in seconds.
+    """
+    from diffcalo.study.design import describe_design, describe_preset
+    from diffcalo.study.report import fom_label, format_fom
+
+    fname = cfg.figure_of_merit
+    pick = min if FIGURES_OF_MERIT[fname] == "minimise" else max
+    names = {"gp": "GP-BO", "random": "random search"}
     lines = [f"# {cfg.name}: GP-BO vs random search vs baselines", "",
-             f"Figure of merit {cfg.figure_of_merit} ({FIGURES_OF_MERIT[cfg.figure_of_merit]}), "
+             f"Figure of merit: {fom_label(fname)} ({fname}, {FIGURES_OF_MERIT[fname]}), "
              f"{cfg.collisions:g} collisions per crossing, budget {cfg.budget:g} kCHF, {cfg.evaluations} evaluations "
-             f"per optimiser, seed {cfg.seed}. Wall time {time.perf_counter() - t0:.0f} s.", "",
-             f"| | {cfg.figure_of_merit} | cost (kCHF) | design |", "|---|---|---|---|"]
+             f"per optimiser, seed {cfg.seed}. Wall time {wall_time_s:.0f} s. Errors are statistical (one sigma).", "",
+             "Designs from the beam outwards: technology and cell size per region, the ring of modules each inner "
+             "region adds on each side, and whether segmented technologies are read in their sections (split) or as one.",
+             "",
+             f"| | design | {fom_label(fname)} | cost (kCHF) |", "|---|---|---|---|"]
     for kind, recs in runs.items():
         done = [r for r in recs if r["status"] == "done"]
         if done:
             b = pick(done, key=lambda r: r["fom"])
-            design = ", ".join(f"{k}={v}" for k, v in b["design"].items())
-            lines.append(f"| best of {kind} | {b['fom']:.4g} | {b['cost']:.0f} | {design} |")
+            lines.append(f"| best of {names.get(kind, kind)} (evaluation {b['id']}) | {describe_design(cfg, b['design'])} | "
+                         f"{format_fom(fname, b['fom'], b['metrics'], with_unit=False)} | {b['cost']:.0f} |")
     for name, b in baselines.items():
-        val = f"{b['fom']:.4g}" if "fom" in b else b.get("error", "")
+        val = format_fom(fname, b["fom"], b.get("metrics", {}), with_unit=False) if "fom" in b else \
+            f"failed: {b.get('error', '')}"
         note = "" if b.get("within_budget", True) else " (over budget)"
-        lines.append(f"| {name} | {val} | {b['cost']:.0f}{note} | preset layout |")
+        lines.append(f"| baseline | {describe_preset(name)} | {val} | {b['cost']:.0f}{note} |")
     lines += ["", "Reports: [gp/report.md](gp/report.md), [random/report.md](random/report.md)."]
-    return write_text_atomic(out / "summary.md", "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"

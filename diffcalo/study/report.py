@@ -2,23 +2,64 @@ r"""Study reports: PNG figures and a Markdown summary from a run directory's jou
 
 Figures: the best layout drawn on the wall; the figure of merit against the evaluation number (with
 the best so far); cost against figure of merit for all evaluations with the Pareto front; slices of a
-GP fitted to the journal along its most important parameters (shortest length scales); and, when the
+GP fitted to the journal through the best design, one panel per design parameter; and, when the
 run directory holds ``baselines.json`` (written by the flagship study), the baselines' figures of
 merit beside the best design's.
+
+Written for a reader who has not seen the code: designs in words
+(:func:`~diffcalo.study.design.describe_design`), units on every figure of merit, axis and column,
+the statistical error next to every figure of merit, resolution-fit terms at their bound shown as
+limits and poor fits flagged (:func:`~diffcalo.metrics.format_fit`).
+
+The caller chooses the matplotlib backend (the ``diffcalo`` command uses Agg).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 
 import numpy as np
 
 from diffcalo.io import write_text_atomic
-from diffcalo.study.config import FIGURES_OF_MERIT, study_config_from_dict
+from diffcalo.study.config import FIGURES_OF_MERIT, StudyConfig, study_config_from_flat
+from diffcalo.study.design import (PRESET_TITLES, describe_design, describe_preset, design_space, layout_from_design,
+                                   parameter_label, technology_label, value_label)
 from diffcalo.study.runner import load_journal
 
-__all__ = ["write_report", "pareto_front"]
+__all__ = ["write_report", "pareto_front", "gp_slices_figure", "FOM_DESCRIPTIONS", "fom_label", "format_fom"]
+
+#: Each figure of merit for a reader: (what it is, unit; "" for a dimensionless number).
+FOM_DESCRIPTIONS = {"pi0_width": ("π0 → γγ mass core width", "MeV"),
+                    "bs_significance": ("B_s → J/ψ π0 significance S/√(S+B)", "")}
+#: The metric holding each figure of merit's statistical error (None: not estimated).
+FOM_ERRORS = {"pi0_width": "pi0_width_err_mev", "bs_significance": None}
+
+
+def fom_label(name: str) -> str:
+    """A figure of merit with its unit, for axes and table columns: "π0 → γγ mass core width (MeV)"."""
+    text, unit = FOM_DESCRIPTIONS[name]
+    return f"{text} ({unit or 'dimensionless'})"
+
+
+def _fom_error(name: str, metrics: dict) -> float | None:
+    key = FOM_ERRORS[name]
+    value = (metrics or {}).get(key) if key else None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def format_fom(name: str, value: float, metrics: dict, *, bold: bool = False, with_unit: bool = True) -> str:
+    """A figure of merit with its statistical error (from ``metrics``) and unit: "95.28 ± 1.2 MeV"; a
+    figure of merit without an error estimate says so ("2.31 (statistical error not estimated)").
+    ``with_unit=False`` for a table column that names the unit."""
+    unit = FOM_DESCRIPTIONS[name][1] if with_unit else ""
+    shown = f"**{value:.4g}**" if bold else f"{value:.4g}"
+    err = _fom_error(name, metrics)
+    if err is not None:
+        return f"{shown} ± {err:.2g}" + (f" {unit}" if unit else "")
+    why = "not estimated" if FOM_ERRORS[name] is None else "not recorded"
+    return shown + (f" {unit}" if unit else "") + f" (statistical error {why})"
 
 
 def pareto_front(cost, fom, minimize: bool = True) -> np.ndarray:
@@ -34,6 +75,15 @@ def pareto_front(cost, fom, minimize: bool = True) -> np.ndarray:
     return np.asarray(front, dtype=int)
 
 
+
+
+def _with_error(value: float, err, scale: float = 1.0, decimals: int = 1) -> str:
+    """``value`` (times ``scale``) with its statistical error when there is one."""
+    if isinstance(err, (int, float)) and math.isfinite(err):
+        return f"{scale * value:.{decimals}f} ± {scale * err:.{decimals}f}"
+    return f"{scale * value:.{decimals}f}"
+
+
 def _plot_resolution_curves(curves, path, plt, save) -> None:
     """One panel per layout: the network's energy resolution vs energy in each region."""
     from diffcalo.plotting import _plain_log_ticks
@@ -43,7 +93,7 @@ def _plot_resolution_curves(curves, path, plt, save) -> None:
         for r in regions:
             c = r["energy_curve"]
             ax.errorbar(c["energy"], 100 * np.asarray(c["resolution"]), yerr=100 * np.asarray(c["resolution_err"]),
-                        fmt="-o", ms=3, capsize=2, label=f"region {r['region']}: {r['cell_mm']:.0f} mm cells")
+                        fmt="-o", ms=3, capsize=2, label=f"region {r['region'] + 1}: {r['cell_mm']:g} mm cells")
         ax.set(xscale="log", yscale="log", xlabel="photon energy (GeV)", title=label)
         _plain_log_ticks(ax)
         ax.grid(alpha=0.3, which="both")
@@ -52,37 +102,164 @@ def _plot_resolution_curves(curves, path, plt, save) -> None:
     save(fig, path)
 
 
+def _slice_values(p) -> list:
+    if hasattr(p, "choices"):
+        return list(p.choices)
+    if isinstance(p.low, int):
+        return list(range(p.low, p.high + 1))
+    return list(np.linspace(p.low, p.high, 40))
+
+
+def gp_slices_figure(cfg: StudyConfig, records: list[dict], best_design: dict):
+    """Slices of a GP fitted to the finished evaluations through the best design: one panel per design
+    parameter (in the order of the design space), the other parameters at their best values. Categorical parameters are points with error bars, ordered ones a line with a band; both
+    show the GP mean ± 1σ of the latent function (noise excluded); infeasible values (over budget, or
+    regions that do not fit the wall) are drawn grey.
+
+    Args:
+        cfg: the study config.
+        records: finished journal records (``design``, ``fom``), at least 2.
+        best_design: the design the slices go through.
+
+    Returns:
+        The matplotlib Figure (one axes per parameter).
+    """
+    import matplotlib.pyplot as plt
+    from surrogates.gp import GP
+
+    space = design_space(cfg)
+    fom = np.array([r["fom"] for r in records], dtype=float)
+    gp = GP(space.encode([r["design"] for r in records]), fom, restarts=2, seed=0)
+    n = len(space.parameters)
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.8 * ncols, 3.9 * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        fig.delaxes(ax)
+    for ax, p in zip(axes.flat, space.parameters):
+        values = _slice_values(p)
+        designs = [dict(best_design, **{p.name: v}) for v in values]
+        mu, sd = gp.predict(space.encode(designs))
+        ok = np.array([space.feasible(d) for d in designs])
+        xs = np.arange(len(values))
+        if hasattr(p, "choices"):
+            ax.errorbar(xs[ok], mu[ok], yerr=sd[ok], fmt="o", ms=5, capsize=3, color="C0", label="GP mean ± 1σ")
+            if not ok.all():
+                ax.errorbar(xs[~ok], mu[~ok], yerr=sd[~ok], fmt="o", ms=5, capsize=3, color="0.65", mfc="none",
+                            label="infeasible (budget or wall)")
+        else:
+            ax.plot(xs, mu, "-", color="C0", label="GP mean")
+            ax.fill_between(xs, mu - sd, mu + sd, color="C0", alpha=0.25, label="GP mean ± 1σ")
+            if not ok.all():
+                ax.plot(xs[~ok], mu[~ok], "x", color="0.5", label="infeasible (budget or wall)")
+        i = next(k for k, v in enumerate(values) if v == best_design[p.name] and type(v) is type(best_design[p.name]))
+        ax.plot(xs[i], mu[i], "*", ms=13, color="C3", label="best design", zorder=5)
+        ax.set_xlim(-0.5, len(xs) - 0.5)
+        step = max(1, len(xs) // 12)
+        ax.set_xticks(xs[::step])
+        ax.set_xticklabels([value_label(p.name, v) for v in values][::step], rotation=30 if hasattr(p, "choices")
+                           else 0, ha="right" if hasattr(p, "choices") else "center", fontsize=8)
+        ax.set(title=parameter_label(p.name), ylabel=fom_label(cfg.figure_of_merit))
+        if not hasattr(p, "choices"):
+            ax.set_xlabel("modules added on each side" if p.name.startswith("ring_") else p.name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("GP slices through the best design (the other parameters at their best values)")
+    fig.tight_layout()
+    return fig
+
+
+def _metrics_rows(cfg: StudyConfig, m: dict) -> list[str]:
+    """The scalar metrics of one evaluation as table rows with units and errors."""
+    known = {
+        "pi0_width_mev": ("π0 mass core width (MeV)",
+                          lambda: format_fom("pi0_width", m["pi0_width_mev"], m, with_unit=False)),
+        "pi0_mean_mev": ("π0 mass peak position (MeV)", lambda: f"{m['pi0_mean_mev']:.1f}"),
+        "pi0_pairs": ("π0 candidates used (both photons > 1 GeV)", lambda: f"{m['pi0_pairs']}"),
+        "bs_significance": ("B_s significance S/√(S+B) (dimensionless)",
+                            lambda: format_fom("bs_significance", m["bs_significance"], m)),
+        "bs_width_mev": ("B_s mass core width (MeV; statistical error not recorded)",
+                         lambda: f"{m['bs_width_mev']:.1f}"),
+        "bs_mean_mev": ("B_s mass peak position (MeV)", lambda: f"{m['bs_mean_mev']:.1f}"),
+        "bs_window": ("B_s mass window (GeV)", lambda: f"{m['bs_window'][0]:.3f} – {m['bs_window'][1]:.3f}"),
+        "bs_candidates": ("B_s candidates", lambda: f"{m['bs_candidates']}"),
+        "channels": ("readout channels", lambda: f"{m['channels']}"),
+        "pileup_capped_fraction": ("windows over the pile-up cap (%)",
+                                   lambda: f"{100 * m['pileup_capped_fraction']:.2f}"),
+        "energy_epochs": ("training epochs run, energy network", lambda: f"{m['energy_epochs']}"),
+        "position_epochs": ("training epochs run, position network", lambda: f"{m['position_epochs']}"),
+    }
+    rows = ["| quantity | value |", "|---|---|"]
+    for key, (label, text) in known.items():
+        if key in m:
+            rows.append(f"| {label} | {text()} |")
+    skip = set(known) | {"pi0_width_err_mev", "regions"}
+    for key, value in m.items():
+        if key not in skip and not isinstance(value, (list, dict)):
+            rows.append(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |")
+    return rows
+
+
+def _resolution_rows(curves) -> tuple[list[str], list[str]]:
+    """The per-region resolution table (rows) and the poor fits named (for a note under it)."""
+    from diffcalo.metrics import POOR_FIT_P_VALUE, fit_p_value, format_fit
+
+    rows = ["| layout | region | cell size (mm) | energy core σ(E)/E (%) | resolution fit σ(E)/E = a/√E ⊕ b ⊕ c/E "
+            "(E in GeV) | position core σx, σy (mm) |", "|---|---|---|---|---|---|"]
+    poor = []
+    for label, regions in curves:
+        for r in regions:
+            fit = r.get("energy_fit", {})
+            ex, ey = (r.get("position_core_err_mm") or (None, None))
+            px, py = r["position_core_mm"]
+            rows.append(f"| {label} | {r['region'] + 1} | {r['cell_mm']:.1f} | "
+                        f"{_with_error(r['energy_core'], r.get('energy_core_err'), 100)} | {format_fit(fit)} | "
+                        f"{_with_error(px, ex)}, {_with_error(py, ey)} |")
+            if fit.get("chi2") is not None and fit.get("ndf") is not None and \
+                    fit_p_value(fit["chi2"], int(fit["ndf"])) < POOR_FIT_P_VALUE:
+                poor.append(f"{label}, region {r['region'] + 1}")
+    notes = []
+    if poor:
+        notes = [f"**Poor fits** (χ² probability below {100 * POOR_FIT_P_VALUE:g} %): {'; '.join(poor)}. The "
+                 "a/√E ⊕ b ⊕ c/E curve does not describe these points; read the measured curve "
+                 "(resolution_curves.png), not the fitted terms."]
+    return rows, notes
+
+
 def write_report(run_dir) -> pathlib.Path:
     """Write report.md and the figures into ``run_dir``; returns the Markdown path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from diffcalo.plotting import _save, plot_layout
-    from diffcalo.study.objective import _as_sections, design_space, layout_from_design
 
     run_dir = pathlib.Path(run_dir)
     with load_journal(run_dir) as j:
         flat = j.config
         recs = j.records()
         counts = j.counts()
-    cfg = study_config_from_dict(_as_sections(flat))
-    minimize = FIGURES_OF_MERIT[cfg.figure_of_merit] == "minimise"
+    cfg = study_config_from_flat(flat, where=f"{run_dir}/journal.sqlite")
+    fname = cfg.figure_of_merit
+    minimize = FIGURES_OF_MERIT[fname] == "minimise"
     done = [r for r in recs if r["status"] == "done"]
     lines = [f"# Study report: {cfg.name}", "",
-             f"Figure of merit: **{cfg.figure_of_merit}** ({FIGURES_OF_MERIT[cfg.figure_of_merit]}), "
+             f"Figure of merit: **{fom_label(fname)}** ({fname}, {FIGURES_OF_MERIT[fname]}), "
              f"{cfg.collisions:g} collisions per crossing, budget {cfg.budget:g} kCHF, optimiser {cfg.optimizer}.",
              f"Evaluations: {counts['done']} done, {counts['failed']} failed, {counts['pending'] + counts['running']} "
-             "unfinished.", ""]
+             "unfinished.", "",
+             "Designs read from the beam outwards (region 1 innermost): technology and cell size of each region, "
+             "the ring of modules it adds on each side of its inner neighbour, and the longitudinal split of "
+             "segmented technologies.", ""]
     if not done:
         lines.append("No successful evaluation yet.")
         return write_text_atomic(run_dir / "report.md", "\n".join(lines) + "\n")
     fom = np.array([r["fom"] for r in done])
+    fom_err = np.array([_fom_error(fname, r["metrics"]) or np.nan for r in done])
     cost = np.array([r["cost"] for r in done])
     ids = np.array([r["id"] for r in done])
     best_i = int(np.argmin(fom) if minimize else np.argmax(fom))
     best = done[best_i]
+    best_text = describe_design(cfg, best["design"])
     capped = [r["metrics"].get("pileup_capped_fraction", 0.0) for r in done]
     if max(capped) > 0.001:
         lines += [f"**Pile-up cap:** in up to {100 * max(capped):.1f} % of the windows (median "
@@ -90,23 +267,31 @@ def write_report(run_dir) -> pathlib.Path:
                   "cap of 12 per window and the excess was dropped: the figures underestimate pile-up there.", ""]
     layout = layout_from_design(cfg, best["design"])
     plot_layout(layout, run_dir / "best_layout.png",
-                title=f"best design (evaluation {best['id']}): {cfg.figure_of_merit} = {best['fom']:.4g}, "
-                      f"cost {best['cost']:.0f} kCHF")
+                title=f"best design (evaluation {best['id']})\n{best_text}\n{FOM_DESCRIPTIONS[fname][0]} "
+                      f"{format_fom(fname, best['fom'], best['metrics'])}, cost {best['cost']:.0f} kCHF")
     # figure of merit vs evaluation
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(ids, fom, "o", ms=4, label="evaluation")
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    if np.isfinite(fom_err).any():
+        ax.errorbar(ids, fom, yerr=np.nan_to_num(fom_err), fmt="o", ms=4, capsize=2,
+                    label="evaluation (± statistical error)")
+    else:
+        ax.plot(ids, fom, "o", ms=4, label="evaluation")
     running = np.minimum.accumulate(fom) if minimize else np.maximum.accumulate(fom)
     ax.step(ids, running, where="post", label="best so far")
     failed = [r["id"] for r in recs if r["status"] == "failed"]
     if failed:
         ax.plot(failed, np.full(len(failed), running[-1]), "x", color="red", label="failed")
-    ax.set(xlabel="evaluation", ylabel=cfg.figure_of_merit)
+    ax.set(xlabel="evaluation number", ylabel=fom_label(fname), title=f"{cfg.name}: figure of merit per evaluation")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8)
     _save(fig, run_dir / "fom_vs_evaluation.png")
     # Pareto front
     front = pareto_front(cost, fom, minimize)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(cost, fom, "o", ms=4, alpha=0.6, label="evaluations")
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    if np.isfinite(fom_err).any():
+        ax.errorbar(cost, fom, yerr=np.nan_to_num(fom_err), fmt="o", ms=4, alpha=0.6, capsize=2, label="evaluations")
+    else:
+        ax.plot(cost, fom, "o", ms=4, alpha=0.6, label="evaluations")
     ax.plot(cost[front], fom[front], "-s", color="C3", label="Pareto front")
     ax.axvline(cfg.budget, ls="--", color="grey", label="budget")
     baselines = {}
@@ -115,75 +300,48 @@ def write_report(run_dir) -> pathlib.Path:
         baselines = json.loads(bpath.read_text())
         for k, (name, b) in enumerate(baselines.items()):
             if "fom" in b:
-                ax.plot(b["cost"], b["fom"], "*", ms=14, color=f"C{4 + k}", label=name)
-    ax.set(xlabel="cost (kCHF)", ylabel=cfg.figure_of_merit)
+                ax.errorbar(b["cost"], b["fom"], yerr=_fom_error(fname, b.get("metrics", {})), fmt="*", ms=14,
+                            color=f"C{4 + k}", label=PRESET_TITLES.get(name, name))
+    ax.set(xlabel="cost (kCHF)", ylabel=fom_label(fname), title=f"{cfg.name}: cost against figure of merit")
     ax.legend(fontsize=7)
     _save(fig, run_dir / "pareto.png")
-    # GP slices along the most important parameters
     figures = ["best_layout.png", "fom_vs_evaluation.png", "pareto.png"]
     if len(done) >= 5:
-        from surrogates.gp import GP
-
-        space = design_space(cfg)
-        x = space.encode([r["design"] for r in done])
-        gp = GP(x, fom, restarts=2, seed=0)
-        ls = gp.length_scales
-        importance = []
-        for p, s in zip(space.parameters, space.slices):
-            importance.append((float(np.min(ls[s])), p))
-        importance.sort(key=lambda t: t[0])
-        top = [p for _, p in importance[:3]]
-        fig, axes = plt.subplots(1, len(top), figsize=(4.5 * len(top), 3.6), squeeze=False)
-        for ax, p in zip(axes[0], top):
-            values = list(p.choices) if hasattr(p, "choices") else (
-                list(range(p.low, p.high + 1)) if hasattr(p, "high") and isinstance(p.low, int) else
-                list(np.linspace(p.low, p.high, 40)))
-            designs = [dict(best["design"], **{p.name: v}) for v in values]
-            mu, sd = gp.predict(space.encode(designs))
-            xs = np.arange(len(values))
-            ax.plot(xs, mu, "-o", ms=3)
-            ax.fill_between(xs, mu - 2 * sd, mu + 2 * sd, alpha=0.2)
-            ax.set_xticks(xs[:: max(1, len(xs) // 8)])
-            ax.set_xticklabels([str(v) for v in values][:: max(1, len(xs) // 8)], rotation=30, fontsize=7)
-            ax.set(xlabel=p.name, ylabel=f"GP mean of {cfg.figure_of_merit}", title="other parameters at the best design")
-        _save(fig, run_dir / "gp_slices.png")
+        _save(gp_slices_figure(cfg, done, best["design"]), run_dir / "gp_slices.png")
         figures.append("gp_slices.png")
-    lines += ["## Best design", "", f"Evaluation {best['id']}: {cfg.figure_of_merit} = **{best['fom']:.4g}**, "
-              f"cost {best['cost']:.0f} kCHF, {best['metrics'].get('channels', '?')} channels.", "",
-              "| region | technology | cell (mm) | modules | sections |", "|---|---|---|---|---|"]
-    for r in layout.table():
-        lines.append(f"| {r['region']} | {r['technology']} | {r['cell_size_mm']:g} | {r['modules']} | {r['sections']} |")
-    lines += ["", "Metrics: " + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
-                                          for k, v in best["metrics"].items() if not isinstance(v, (list, dict))), ""]
+    lines += ["## Best design", "", f"**{best_text}**", "",
+              f"Evaluation {best['id']}: {fname} = {format_fom(fname, best['fom'], best['metrics'], bold=True)}, "
+              f"cost {best['cost']:.0f} kCHF, {sum(r['channels'] for r in layout.table())} readout channels.", "",
+              "| region | technology | cell size (mm) | modules | longitudinal sections | channels | cost (kCHF) |",
+              "|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(layout.table()):
+        lines.append(f"| {i + 1} | {technology_label(r['technology'])} | "
+                     f"{r['cell_size_mm']:g} | {r['modules']} | {r['sections']} | {r['channels']} | {r['cost']:.0f} |")
+    lines += ["", "Metrics of the best design (statistical errors where estimated):", ""]
+    lines += _metrics_rows(cfg, best["metrics"]) + [""]
     curves = [("best design", best["metrics"].get("regions"))]
-    curves += [(name, b.get("metrics", {}).get("regions")) for name, b in baselines.items()]
+    curves += [(PRESET_TITLES.get(name, name), b.get("metrics", {}).get("regions")) for name, b in baselines.items()]
     curves = [(label, regions) for label, regions in curves if regions]
     if curves:
         _plot_resolution_curves(curves, run_dir / "resolution_curves.png", plt, _save)
         figures.insert(1, "resolution_curves.png")
-        lines += ["## Resolution per region (held-out photons, reconstruction network)", "",
-                  "| layout | region | cell (mm) | energy core σ(E)/E | a (%·√GeV) | b (%) | c (GeV) | "
-                  "position core x, y (mm) |", "|---|---|---|---|---|---|---|---|"]
-        for label, regions in curves:
-            for r in regions:
-                f = r.get("energy_fit", {})
-                abc = (" | ".join(f"{100 * f[k]:.1f}" if k != "noise" else f"{f[k]:.2f}"
-                                  for k in ("stochastic", "constant", "noise")) if "stochastic" in f else "– | – | –")
-                px, py = r["position_core_mm"]
-                lines.append(f"| {label} | {r['region']} | {r['cell_mm']:.1f} | {100 * r['energy_core']:.1f} % | "
-                             f"{abc} | {px:.1f}, {py:.1f} |")
-        lines.append("")
+        rows, notes = _resolution_rows(curves)
+        lines += ["## Resolution per region (held-out photons, reconstruction network)", ""] + rows + [""]
+        lines += [*notes, ""] if notes else []
     t = [r["timings"] for r in done if r["timings"]]
     if t:
         keys = [k for k in ("simulate", "train", "metrics", "total") if k in t[0]]
-        lines.append("Time per evaluation (median s): " + ", ".join(f"{k} {np.median([x.get(k, 0) for x in t]):.1f}"
-                                                                    for k in keys))
+        lines.append("Time per evaluation (median, s): " + ", ".join(f"{k} {np.median([x.get(k, 0) for x in t]):.1f}"
+                                                                     for k in keys))
         lines.append("")
     if baselines:
-        lines += ["## Baselines", "", f"| layout | {cfg.figure_of_merit} | cost (kCHF) |", "|---|---|---|",
-                  f"| best design | {best['fom']:.4g} | {best['cost']:.0f} |"]
+        lines += ["## Baselines", "", f"| layout | design | {fom_label(fname)} | cost (kCHF) |", "|---|---|---|---|",
+                  f"| best design | {best_text} | {format_fom(fname, best['fom'], best['metrics'], with_unit=False)} | "
+                  f"{best['cost']:.0f} |"]
         for name, b in baselines.items():
-            lines.append(f"| {name} | {b.get('fom', float('nan')):.4g} | {b.get('cost', float('nan')):.0f} |")
+            val = format_fom(fname, b["fom"], b.get("metrics", {}), with_unit=False) if "fom" in b else f"failed: {b.get('error', '')}"
+            lines.append(f"| baseline | {describe_preset(name)} | {val} | "
+                         f"{b.get('cost', float('nan')):.0f} |")
         lines.append("")
     lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures]
     return write_text_atomic(run_dir / "report.md", "\n".join(lines) + "\n")
