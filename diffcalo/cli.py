@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import errno
 import os
 import pathlib
@@ -42,58 +41,33 @@ def _odd_window(text: str) -> int:
 
 
 def _cmd_showers(args) -> int:
-    import jax
-    import numpy as np
-    from tqdm import tqdm
-
     import diffcalo as dc
     from diffcalo.plotting import plot_clusters, plot_layout
+    from diffcalo.production import showers_summary
 
     out = pathlib.Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     layout = dc.layout.preset(args.layout)
-    det = dc.Detector.from_layout(layout)
     print(f"diffcalo {dc.__version__}: {layout.name}, {len(layout.regions)} regions, "
           f"{sum(r['channels'] for r in layout.table())} channels, cost {layout.cost():.0f} kCHF")
-    direction = "from-ip" if layout.z_mm > 0 else (0.0, 0.0)
     where = "from the interaction point" if layout.z_mm > 0 else "at normal incidence"
     print(f"simulating {args.n} photons per region (log-uniform 2-100 GeV {where}), "
-          f"{args.mode} mode, {args.window}x{args.window}x{det.n_sections} windows")
-    key = jax.random.key(args.seed)
-    rows = []
-    first = None
-    for i, region in enumerate(tqdm(layout.regions, desc="regions", unit="region", disable=args.quiet)):
-        key, k_gun, k_sim = jax.random.split(key, 3)
-        p = dc.gun(k_gun, args.n, layout, region=i, energy=dc.log_uniform_energy(2.0, 100.0), direction=direction)
-        t0 = time.perf_counter()
-        c = jax.block_until_ready(dc.simulate(det, p, key=k_sim, mode=args.mode, window=args.window))
-        first_call = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        jax.block_until_ready(dc.simulate(det, p, key=k_sim, mode=args.mode, window=args.window))
-        rate = args.n / (time.perf_counter() - t0)
-        e = np.asarray(c.energy)
-        k = args.window // 2
-        total = e.sum(axis=(1, 2, 3)) / np.asarray(c.e_true)
-        seed = e[:, :, k, k].sum(axis=1) / e.sum(axis=(1, 2, 3))
-        c3 = e[:, :, k - 1:k + 2, k - 1:k + 2].sum(axis=(1, 2, 3)) / e.sum(axis=(1, 2, 3)) if k >= 1 else np.full_like(seed, np.nan)
-        front = e[:, 0].sum(axis=(1, 2)) / e.sum(axis=(1, 2, 3))
-        rows.append((region.name, region.technology, region.cell_size_mm, layout.sections_in_region(i),
-                     float(total.mean()), float(total.std()), float(seed.mean()), float(c3.mean()),
-                     float(front.mean()), rate, first_call))
-        if first is None:
-            first = (c, region)
+          f"{args.mode} mode, {args.window}x{args.window} windows")
+    rows, first = showers_summary(layout, n=args.n, mode=args.mode, window=args.window, seed=args.seed,
+                                  progress=not args.quiet)
     header = (f"{'region':<11}{'technology':<11}{'cell mm':>8}{'sect':>5}{'<sum/E>':>9}{'rms':>7}"
               f"{'seed':>7}{'3x3':>7}{'front':>7}{'clusters/s':>12}{'1st call s':>11}")
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r[0]:<11}{r[1]:<11}{r[2]:>8.2f}{r[3]:>5d}{r[4]:>9.3f}{r[5]:>7.3f}{r[6]:>7.3f}{r[7]:>7.3f}"
-              f"{r[8]:>7.3f}{r[9]:>12.0f}{r[10]:>11.1f}")
+        print(f"{r.region:<11}{r.technology:<11}{r.cell_size_mm:>8.2f}{r.sections:>5d}{r.sum_over_true:>9.3f}"
+              f"{r.sum_over_true_rms:>7.3f}{r.seed_fraction:>7.3f}{r.fraction_3x3:>7.3f}{r.front_fraction:>7.3f}"
+              f"{r.clusters_per_s:>12.0f}{r.first_call_s:>11.1f}")
     print("(sum/E: window sum over true energy; seed, 3x3: fractions of the window sum; front: fraction in "
           "the front section; clusters/s from a second call, 1st call includes compilation)")
     lp = plot_layout(layout, out / "layout.png")
-    c, region = first
-    cp = plot_clusters(c, out / "clusters.png",
+    region = layout.regions[0]
+    cp = plot_clusters(first, out / "clusters.png",
                        title=f"{layout.name}, region {region.name!r}: {region.technology} "
                              f"{region.cell_size_mm:g} mm cells, {args.mode} mode")
     print(f"wrote {lp} and {cp}")
@@ -115,10 +89,7 @@ def _cmd_demo(args) -> int:
 
 
 def _study_setup(args):
-    from diffcalo.study.config import load_study_config
-
-    from diffcalo.study.config import study_config_from_dict
-    from diffcalo.study.objective import _as_sections
+    from diffcalo.study.config import load_study_config, study_config_from_flat
 
     cfg = load_study_config(args.study)
     over = {}
@@ -130,7 +101,7 @@ def _study_setup(args):
         over["scheduler"] = args.scheduler
         over.setdefault("executor", "dask")
     if over:       # validated like the file's values (the errors name the option's config key)
-        cfg = study_config_from_dict(_as_sections(dict(cfg.as_dict(), **over)), where="command-line options")
+        cfg = study_config_from_flat(dict(cfg.as_dict(), **over), where="command-line options")
     run_dir = pathlib.Path(args.output or pathlib.Path("runs") / cfg.name)
     return cfg, run_dir
 
@@ -161,7 +132,7 @@ def _study_end(journal, run_dir) -> int:
 
 def _cmd_sweep(args) -> int:
 
-    from diffcalo.study.objective import design_space
+    from diffcalo.study.design import design_space
     from diffcalo.study.runner import run_study
 
     cfg, run_dir = _study_setup(args)
@@ -171,7 +142,7 @@ def _cmd_sweep(args) -> int:
     elif args.lhs:
         designs = space.sample(args.lhs, rng=cfg.seed, method="lhs")
     else:
-        designs = _grid(space)
+        designs = space.grid()
     print(f"sweep: {len(designs)} designs")
     j = run_study(cfg, run_dir, designs=designs, resume=args.resume, progress=not args.quiet)
     return _study_end(j, run_dir)
@@ -208,30 +179,6 @@ def _read_designs(path: pathlib.Path, space) -> list[dict]:
         if not space.feasible(d):
             raise ConfigError(f"{path}: design {i} {d} is outside the budget or does not fit in the wall")
     return designs
-
-
-def _grid(space, max_designs: int = 2000):
-    """Every feasible combination of the categorical and integer values (reals: 5 levels)."""
-    import itertools
-
-    import numpy as np
-
-    levels = []
-    for p in space.parameters:
-        if hasattr(p, "choices"):
-            levels.append(list(p.choices))
-        elif isinstance(p.low, int):
-            levels.append(list(range(p.low, p.high + 1)))
-        else:
-            levels.append(list(np.linspace(p.low, p.high, 5)))
-    n = int(np.prod([len(v) for v in levels]))
-    if n > 100 * max_designs:
-        raise ValueError(f"sweep --grid: {n} combinations; use --lhs N or --designs FILE")
-    out = [dict(zip(space.names, combo)) for combo in itertools.product(*levels)]
-    out = [d for d in out if space.feasible(d)]
-    if len(out) > max_designs:
-        raise ValueError(f"sweep --grid: {len(out)} feasible designs (more than {max_designs}); use --lhs N")
-    return out
 
 
 def _cmd_report(args) -> int:
@@ -276,19 +223,24 @@ def _cmd_technologies(args) -> int:
 
 def _cmd_validate(args) -> int:
     from diffcalo import validation
+    from diffcalo.progress import phase
 
-    print("LHCb Shashlik, photons 2-100 GeV, 5x5 window, realistic mode:")
-    sh = validation.shashlik_resolution(per_energy=args.n)
+    show = not args.quiet
+    print("LHCb Shashlik, photons 2-100 GeV, 5x5 window, realistic mode:", flush=True)
+    with phase(f"  simulating {6 * args.n} photons (the first call compiles the simulator)", enabled=show):
+        sh = validation.shashlik_resolution(per_energy=args.n)
     print(f"  {sh['fit']}   (target ~10 %/sqrt(E) (+) ~1 %)")
-    print("Shower maximum vs ln E (siw, electrons):")
-    sm = validation.shower_maximum_scaling("siw")
+    print("Shower maximum vs ln E (siw, electrons):", flush=True)
+    with phase("  mean longitudinal profiles", enabled=show):
+        sm = validation.shower_maximum_scaling("siw")
     print(f"  slope {sm['slope']:.3f} X0 per unit ln E (target 1), t_max = "
           + ", ".join(f"{t:.2f}" for t in sm["t_max_x0"]) + " X0 at " + ", ".join(f"{e:g}" for e in sm["energies"]) + " GeV")
-    print("Fraction within one Moliere radius (10 GeV, target ~0.90):")
+    print("Fraction within one Moliere radius (10 GeV, target ~0.90):", flush=True)
     for t in ("shashlik", "siw", "spacal-w", "spacal-pb"):
-        print(f"  {t:<10} {validation.moliere_containment(t):.3f}")
-    print("Geant4 LUXE electrons (tests/data/geant4):")
-    g = validation.compare_geant4_luxe(args.geant4) if args.geant4 else validation.compare_geant4_luxe()
+        print(f"  {t:<10} {validation.moliere_containment(t):.3f}", flush=True)
+    print("Geant4 LUXE electrons (the Geant4 11.4 showers shipped in diffcalo/data/geant4):", flush=True)
+    with phase("  simulating the same electrons 4 times each in image mode (compiles once, ~1-3 min)", enabled=show):
+        g = validation.compare_geant4_luxe(args.geant4) if args.geant4 else validation.compare_geant4_luxe()
     print(f"  sampling fraction  model {100 * g['sampling_fraction_sim']:.3f} %   Geant4 {100 * g['sampling_fraction_g4']:.3f} %")
     print(f"  resolution fit     model {g['fit_sim']}\n                     Geant4 {g['fit_g4']}")
     print(f"  3x3 containment    model {g['containment3_sim']:.3f}   Geant4 {g['containment3_g4']:.3f}")
@@ -321,44 +273,16 @@ def _cmd_pileup(args) -> int:
 
 
 def _cmd_simulate(args) -> int:
-    import jax
-    import numpy as np
-    from tqdm import tqdm
-
-    import diffcalo as dc
     from diffcalo.config import load_simulation_config
-    from diffcalo.io import DatasetWriter
-    from diffcalo.pileup import PileupModel
+    from diffcalo.production import simulate_dataset
 
     cfg = load_simulation_config(args.config)
-    det = dc.Detector.from_layout(cfg.build_layout())
-    spectrum = cfg.energy_spectrum()
-    pileup = PileupModel.default(collisions_per_crossing=cfg.collisions) if cfg.collisions > 0 else None
-    direction = cfg.direction if det.layout.z_mm > 0 or cfg.direction != "from-ip" else (0.0, 0.0)
-    root = jax.random.key(cfg.seed)
-    out = pathlib.Path(args.output)
-    if out.exists() and not out.is_dir() and not args.force:
-        raise FileExistsError(f"{out} exists; add --force to replace it")
-    n_bg, capped = [], 0
-    with _stop_between_batches() as stop, \
-            DatasetWriter(out, config=cfg.as_dict(), seed=cfg.seed, overwrite=args.force) as writer, \
-            tqdm(total=cfg.n, unit="cluster", unit_scale=True, disable=args.quiet, desc="simulate") as bar:
-        for i, start in enumerate(range(0, cfg.n, cfg.batch)):
-            stop.check()
-            size = min(cfg.batch, cfg.n - start)
-            k_gun, k_sim = jax.random.split(jax.random.fold_in(root, i))
-            p = dc.gun(k_gun, size, det.layout, energy=spectrum, pid=cfg.pid, region=cfg.region, direction=direction)
-            c = dc.simulate(det, p, key=k_sim, mode=cfg.mode, window=cfg.window, depth_nodes=cfg.depth_nodes,
-                            pileup=pileup, max_background=cfg.max_background)
-            writer.append(c)
-            nb = np.asarray(c.n_background)
-            n_bg.append(nb.mean())
-            capped += int((nb > cfg.max_background).sum())
-            bar.update(size)
-        stop.check()                      # an interrupt during the last batch: nothing is kept
-    print(f"wrote {cfg.n} clusters to {out}" + (f"; pile-up {cfg.collisions:g} collisions/crossing: "
-          f"{np.mean(n_bg):.2f} background particles per window, {capped / cfg.n:.3%} of windows over the "
-          f"cap of {cfg.max_background}" if pileup else ""))
+    with _stop_between_batches() as stop:
+        r = simulate_dataset(cfg, args.output, overwrite=args.force, progress=not args.quiet, check_stop=stop.check)
+    bg = r["background_per_window"]
+    print(f"wrote {r['n']} clusters to {r['path']}" + (f"; pile-up {cfg.collisions:g} collisions/crossing: "
+          f"{bg:.2f} background particles per window, {r['capped_fraction']:.3%} of windows over the "
+          f"cap of {cfg.max_background}" if bg is not None else ""))
     return 0
 
 
@@ -435,26 +359,15 @@ def _read_with_truth(path):
     return read_clusters(path)
 
 
-def _dataset_z(path) -> float:
-    """Distance of the front face from the interaction point of the layout a dataset was simulated with."""
-    from diffcalo.config import SimulationConfig
-    from diffcalo.io import dataset_info
-
-    cfg = dataset_info(path)["config"]
-    try:
-        known = {f.name for f in dataclasses.fields(SimulationConfig)}
-        return float(SimulationConfig(**{k: v for k, v in cfg.items() if k in known}).build_layout().z_mm)
-    except Exception:       # noqa: BLE001 - imported datasets carry no layout: no parallax correction
-        return 0.0
-
-
 def _cmd_train(args) -> int:
     import json
 
     import numpy as np
 
     from diffcalo.config import load_reco_config
-    from diffcalo.reco.pipeline import Reconstruction
+    from diffcalo.production import dataset_z_mm
+    from diffcalo.reco import Reconstruction
+
     cfg = load_reco_config(args.config)
     data = _read_with_truth(args.data)
     if args.validation:
@@ -467,7 +380,7 @@ def _cmd_train(args) -> int:
         perm = np.random.default_rng(0).permutation(n)
         n_val = int(round(cfg.validation_fraction * n))
         train_c, val_c = data.take(perm[n_val:]), data.take(perm[:n_val])
-    reco = Reconstruction.fit(train_c, val_c, tasks=cfg.tasks, z_mm=_dataset_z(args.data), model_config=cfg.model,
+    reco = Reconstruction.fit(train_c, val_c, tasks=cfg.tasks, z_mm=dataset_z_mm(args.data), model_config=cfg.model,
                               train_config=cfg.train, progress=not args.quiet)
     out = reco.save(args.output)
     (out / "config.json").write_text(json.dumps(dict(reco=cfg.as_dict(), data=str(args.data)), indent=1))
@@ -482,8 +395,10 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     import json
 
+    from diffcalo.io import dataset_info
+    from diffcalo.metrics import format_fit
     from diffcalo.plotting import plot_reco
-    from diffcalo.reco.pipeline import Reconstruction, evaluate
+    from diffcalo.reco import Reconstruction, evaluate
 
     reco = Reconstruction.load(args.model)
     clusters = _read_with_truth(args.data)
@@ -491,13 +406,11 @@ def _cmd_evaluate(args) -> int:
     out = pathlib.Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(ev["regions"], indent=1))
-    paths = plot_reco(ev, clusters, out)
+    paths = plot_reco(ev, clusters, out, collisions=dataset_info(args.data)["config"].get("collisions"))
     for r, entry in ev["regions"].items():
         for who in ("network", "classical"):
             b = entry[who]
-            f = b["energy_fit"]
-            fit = (f"a={100 * f['stochastic']:.2f}%, b={100 * f['constant']:.2f}%, c={1000 * f['noise']:.0f} MeV"
-                   if "stochastic" in f else "no fit")
+            fit = format_fit(b["energy_fit"])
             pos = b["position_mm"]["core"]
             t = f", time core {b['time_ps']['core']:.1f} ps" if "time_ps" in b else ""
             print(f"region {r} {who:9s}: energy core {100 * b['energy_rel']['core']:.2f}% ({fit}), "
@@ -508,85 +421,118 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+PRESET_HELP = "preset: lhcb-current, lhcb-upgrade2-baseline, luxe, toy"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diffcalo", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from diffcalo import __version__
+
+    parser = argparse.ArgumentParser(prog="diffcalo", description=__doc__.split("\n")[0],
+                                     epilog="configuration formats: docs/configuration.md; examples: diffcalo/examples/")
+    parser.add_argument("--version", action="version", version=f"diffcalo {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show the libraries' own diagnostics (XLA compile alarms, Dask worker logs)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def quiet(p, what="progress bars and notes"):
+        p.add_argument("-q", "--quiet", action="store_true", help=f"no {what}")
+
     p = sub.add_parser("demo", help="the quick LHCb ECAL design study, ending with a report (the main job)")
-    p.add_argument("-o", "--output", default="diffcalo-output", help="directory for the runs and reports")
+    p.add_argument("-o", "--output", default="diffcalo-output", help="directory for the runs and reports "
+                   "(default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo in the same directory")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    quiet(p)
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("showers", help="simulate showers on a preset layout and summarise")
-    p.add_argument("--layout", default="lhcb-upgrade2-baseline",
-                   help="preset: lhcb-current, lhcb-upgrade2-baseline, luxe, toy (default: %(default)s)")
+    p = sub.add_parser("showers", help="simulate showers on a preset layout and summarise them per region")
+    p.add_argument("--layout", default="lhcb-upgrade2-baseline", help=PRESET_HELP + " (default: %(default)s)")
     p.add_argument("-n", type=_positive_int, default=20000, help="photons per region (default: %(default)s)")
-    p.add_argument("--mode", choices=("relaxed", "realistic"), default="realistic")
-    p.add_argument("--window", type=_odd_window, default=5, help="K of the K x K window (odd, default 5)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", default="diffcalo-output", help="directory for the PNG files")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--mode", choices=("relaxed", "realistic"), default="realistic",
+                   help="readout: smooth and differentiable, or photo-electrons and thresholds (default: %(default)s)")
+    p.add_argument("--window", type=_odd_window, default=5, help="K of the K x K cell window (odd, default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("-o", "--output", default="diffcalo-output", help="directory for the PNG files (default: %(default)s)")
+    quiet(p)
     p.set_defaults(func=_cmd_showers)
     for name, helptext in (("optimize", "run a design study with its optimiser (GP-BO or random)"),
                            ("sweep", "evaluate a grid, a Latin hypercube or a list of designs")):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("study", help="study TOML (see diffcalo.study.config)")
-        p.add_argument("-o", "--output", help="run directory (default runs/<study name>)")
+        p.add_argument("study", help="study TOML (docs/configuration.md; example: diffcalo/examples/study.toml)")
+        p.add_argument("-o", "--output", help="run directory (default: runs/<study name>)")
         p.add_argument("--resume", action="store_true", help="continue the journal in the run directory")
         p.add_argument("--executor", choices=("inprocess", "process", "dask"), help="override [executor] kind")
         p.add_argument("--workers", type=_positive_int, help="override [executor] workers")
-        p.add_argument("--scheduler", help="address of an existing Dask scheduler (implies --executor dask)")
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786 "
+                       "(implies --executor dask)")
+        quiet(p)
         if name == "sweep":
             g = p.add_mutually_exclusive_group()
             g.add_argument("--lhs", type=_positive_int, help="N designs from a Latin hypercube")
-            g.add_argument("--designs", help="JSON file with a list of designs")
+            g.add_argument("--designs", help="JSON file with a list of designs (default: every feasible design "
+                           "of the space, at most 2000)")
         p.set_defaults(func=_cmd_optimize if name == "optimize" else _cmd_sweep)
     p = sub.add_parser("report", help="write report.md and figures for a study run directory")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="run directory of diffcalo optimize / sweep (holds journal.sqlite)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("layout", help="print and draw a preset layout")
-    p.add_argument("name", help="preset: lhcb-current, lhcb-upgrade2-baseline, luxe, toy")
-    p.epilog = "presets: lhcb-current, lhcb-upgrade2-baseline, luxe, toy"
+    p.add_argument("name", help=PRESET_HELP)
     p.add_argument("-o", "--output", help="PNG file to draw the layout into")
     p.set_defaults(func=_cmd_layout)
     p = sub.add_parser("technologies", help="list the registered module technologies")
     p.set_defaults(func=_cmd_technologies)
     p = sub.add_parser("simulate", help="simulate clusters from a TOML config into an HDF5 dataset")
-    p.add_argument("config", help="TOML config (see diffcalo.config)")
+    p.add_argument("config", help="simulation TOML (docs/configuration.md; example: diffcalo/examples/simulate.toml)")
     p.add_argument("-o", "--output", required=True, help="output .h5 file")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    quiet(p)
     p.set_defaults(func=_cmd_simulate)
     p = sub.add_parser("inspect", help="summarise a dataset; --plot DIR draws clusters and an occupancy map")
-    p.add_argument("file")
+    p.add_argument("file", help="dataset (.h5 from diffcalo simulate)")
     p.add_argument("--plot", help="directory for PNG files")
     p.set_defaults(func=_cmd_inspect)
     p = sub.add_parser("pileup", help="background occupancy per region from the pile-up flux model")
-    p.add_argument("--layout", default="lhcb-upgrade2-baseline")
-    p.add_argument("--collisions", type=float, default=40.0, help="collisions per crossing (default 40)")
-    p.add_argument("--window", type=_odd_window, default=5)
+    p.add_argument("--layout", default="lhcb-upgrade2-baseline", help=PRESET_HELP + " (default: %(default)s)")
+    p.add_argument("--collisions", type=float, default=40.0, help="collisions per crossing (default: %(default)s)")
+    p.add_argument("--window", type=_odd_window, default=5, help="K of the K x K cell window (odd, default: %(default)s)")
     p.add_argument("--model", help="flux model JSON (default: the shipped Pythia 8 fit)")
     p.set_defaults(func=_cmd_pileup)
     p = sub.add_parser("train", help="train the reconstruction networks on an HDF5 dataset")
-    p.add_argument("config", help="reconstruction TOML config (see diffcalo.config.load_reco_config)")
+    p.add_argument("config", help="reconstruction TOML (docs/configuration.md; example: diffcalo/examples/reco.toml)")
     p.add_argument("--data", required=True, help="training dataset (.h5 from diffcalo simulate)")
     p.add_argument("--validation", help="validation dataset (default: a split of --data)")
     p.add_argument("-o", "--output", required=True, help="directory for the trained reconstruction")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    quiet(p)
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("evaluate", help="network vs classical metrics (JSON) and plots (PNG) on a dataset")
     p.add_argument("model", help="directory written by diffcalo train")
     p.add_argument("--data", required=True, help="test dataset (.h5)")
     p.add_argument("-o", "--output", required=True, help="directory for metrics.json and the figures")
+    quiet(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("validate", help="print the physics validation figures")
-    p.add_argument("-n", type=_positive_int, default=3000, help="photons per energy for the Shashlik fit")
-    p.add_argument("--geant4", help="Geant4 LUXE reference file (default: the tests' copy)")
+    p.add_argument("-n", type=_positive_int, default=3000, help="photons per energy for the Shashlik fit "
+                   "(default: %(default)s)")
+    p.add_argument("--geant4", help="Geant4 LUXE reference file (default: the copy shipped in diffcalo/data/geant4)")
+    quiet(p)
     p.set_defaults(func=_cmd_validate)
     return parser
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """Normal output shows diffcalo's own messages only: XLA's C++ log (its "Very slow compile? If you
+    want to file a bug" banner, at ERROR level) is kept to fatal messages unless ``verbose``, here and
+    in worker processes (``JAX_LOGGING_LEVEL``, read when they import JAX; a value the user set wins).
+    The command line draws figures off-screen: library code never picks a matplotlib backend."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    if verbose:
+        os.environ["DIFFCALO_VERBOSE"] = "1"
+        return
+    import jax
+
+    os.environ.setdefault("JAX_LOGGING_LEVEL", "CRITICAL")
+    jax.config.update("jax_logging_level", os.environ["JAX_LOGGING_LEVEL"])
 
 
 _ERRNO_ADVICE = {
@@ -617,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     from diffcalo.errors import DiffcaloError
 
     args = build_parser().parse_args(argv)
+    _quiet_libraries(args.verbose)
     prefix = f"diffcalo {args.command}: error:"
     try:
         return args.func(args)

@@ -23,7 +23,8 @@ from diffcalo.technologies import default_registry
 __all__ = ["shashlik_resolution", "shower_maximum_scaling", "moliere_containment", "compare_geant4_luxe",
            "GEANT4_LUXE_FILE"]
 
-GEANT4_LUXE_FILE = pathlib.Path(__file__).resolve().parent.parent / "tests" / "data" / "geant4" / "luxe_eminus_200x5.npz"
+#: Geant4 11.4 LUXE electron showers shipped with the package (see diffcalo/data/geant4/README.md).
+GEANT4_LUXE_FILE = pathlib.Path(__file__).resolve().parent / "data" / "geant4" / "luxe_eminus_200x5.npz"
 
 
 def shashlik_resolution(*, energies=(2.0, 5.0, 10.0, 20.0, 50.0, 100.0), per_energy: int = 4000,
@@ -114,7 +115,7 @@ def moliere_containment(technology: str = "shashlik", *, energy: float = 10.0, r
 
 
 def compare_geant4_luxe(path: str | pathlib.Path = GEANT4_LUXE_FILE, *, seed: int = 0, oversample: int = 4) -> dict:
-    """Compare the simulator with the Geant4 LUXE electron showers (tests/data/geant4/README.md).
+    """Compare the simulator with the Geant4 LUXE electron showers (diffcalo/data/geant4/README.md).
 
     The same electrons (energies and gun positions as in the file, each simulated ``oversample``
     times so that the model's statistical error is small next to Geant4's 200 showers per energy)
@@ -130,7 +131,7 @@ def compare_geant4_luxe(path: str | pathlib.Path = GEANT4_LUXE_FILE, *, seed: in
     """
     path = pathlib.Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"Geant4 reference file {path} not found (see tests/data/geant4/README.md)")
+        raise FileNotFoundError(f"Geant4 reference file {path} not found (see diffcalo/data/geant4/README.md)")
     ref = np.load(path)
     for key in ("edep", "e_true", "gun_xy"):
         if key not in ref.files:

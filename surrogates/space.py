@@ -280,6 +280,36 @@ class Space:
                              "the feasible region is too small (or the constraint is always False)")
         return out[:n]
 
+    def grid(self, *, real_levels: int = 5, max_designs: int = 2000) -> list[dict]:
+        """Every feasible combination of the parameters' values: all choices of a categorical, every
+        integer of an integer range, ``real_levels`` evenly spaced values of a real (log-spaced for
+        ``log=True``), in the order of :func:`itertools.product`.
+
+        Raises:
+            SpaceError: more than ``100 * max_designs`` combinations to enumerate, or more than
+                ``max_designs`` feasible ones (sample instead).
+        """
+        import itertools
+
+        levels = []
+        for p in self.parameters:
+            if isinstance(p, Categorical):
+                levels.append(list(p.choices))
+            elif isinstance(p, Integer):
+                levels.append(list(range(p.low, p.high + 1)))
+            elif p.log:
+                levels.append([float(v) for v in np.geomspace(p.low, p.high, real_levels)])
+            else:
+                levels.append([float(v) for v in np.linspace(p.low, p.high, real_levels)])
+        n = math.prod(len(v) for v in levels)
+        if n > 100 * max_designs:
+            raise SpaceError(f"a grid of this space has {n} combinations; sample it instead (Latin hypercube)")
+        out = [d for d in (dict(zip(self.names, combo)) for combo in itertools.product(*levels)) if self.feasible(d)]
+        if len(out) > max_designs:
+            raise SpaceError(f"a grid of this space has {len(out)} feasible designs (more than {max_designs}); "
+                             "sample it instead (Latin hypercube)")
+        return out
+
     # -- serialisation -------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         """The parameters as plain data (the constraint, a callable, is not serialised)."""

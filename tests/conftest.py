@@ -13,7 +13,7 @@ import pytest
 
 import diffcalo as dc
 
-DATA = pathlib.Path(__file__).parent / "data"
+from diffcalo.validation import GEANT4_LUXE_FILE
 
 # The suite's study processes claim CPUs among themselves only: a diffcalo study running elsewhere on the
 # machine (or another test run) must not change which CPUs the placement tests see as free.
@@ -35,4 +35,4 @@ def luxe_detector():
 def geant4_luxe():
     import numpy as np
 
-    return dict(np.load(DATA / "geant4" / "luxe_eminus_200x5.npz"))
+    return dict(np.load(GEANT4_LUXE_FILE))

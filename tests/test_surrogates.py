@@ -217,3 +217,16 @@ def test_maximisation_and_ucb_find_the_optimum_of_the_mixed_problem():
         opt.tell(ds, [neg(d, rng) for d in ds])
     best, value = opt.best
     assert best["c"] == "b" and abs(best["n"] - 6) <= 1 and -value < 0.05
+
+
+def test_space_grid_enumerates_feasible_combinations():
+    space = Space([Categorical("c", ("a", "b")), Integer("i", 1, 3), Real("r", 1.0, 100.0, log=True)],
+                  constraint=lambda d: not (d["c"] == "b" and d["i"] == 3))
+    grid = space.grid(real_levels=3)
+    assert len(grid) == 2 * 3 * 3 - 3
+    assert sorted({d["r"] for d in grid}) == pytest.approx([1.0, 10.0, 100.0])
+    assert all(space.feasible(d) for d in grid) and grid[0] == {"c": "a", "i": 1, "r": 1.0}
+    with pytest.raises(SpaceError, match="15 feasible designs .*more than 10"):
+        space.grid(real_levels=3, max_designs=10)
+    with pytest.raises(SpaceError, match="combinations; sample it instead"):
+        Space([Integer(f"i{k}", 1, 100) for k in range(3)]).grid(max_designs=10)

@@ -175,8 +175,11 @@ class _Dask:
             self.cluster.close()
 
 
-def make_executor(kind: str, workers: int = 1, scheduler: str = "", log=print, verbose: bool = False):
-    """An executor by name (:data:`EXECUTOR_NAMES`); ``verbose`` keeps Dask's informational logging."""
+def make_executor(kind: str, workers: int = 1, scheduler: str = "", log=print, verbose: bool | None = None):
+    """An executor by name (:data:`EXECUTOR_NAMES`); ``verbose`` keeps Dask's informational logging
+    (default: when the environment has ``DIFFCALO_VERBOSE=1``, which ``diffcalo -v`` sets)."""
+    if verbose is None:
+        verbose = os.environ.get("DIFFCALO_VERBOSE") == "1"
     if kind == "inprocess":
         return _InProcess(log=log)
     if kind == "process":
