@@ -27,7 +27,8 @@ from diffcalo.config import ConfigError
 from diffcalo.study.config import StudyConfig, require_study_config
 
 __all__ = ["parse_option", "design_space", "layout_from_design", "describe_design", "describe_layout",
-           "describe_preset", "parameter_label", "value_label", "technology_label", "TECHNOLOGY_LABELS", "PRESET_TITLES"]
+           "describe_preset", "parameter_label", "value_label", "technology_label",
+           "cell_size_label", "TECHNOLOGY_LABELS", "PRESET_TITLES"]
 
 #: Display names of the built-in technologies (a technology not listed shows its registry name).
 TECHNOLOGY_LABELS = {"shashlik": "Shashlik", "spacal-w": "SpaCal-W", "spacal-pb": "SpaCal-Pb", "siw": "Si-W",
@@ -106,8 +107,9 @@ def design_space(config: StudyConfig):
 
 
 # ---- words ---------------------------------------------------------------------------------------------
-def _cell_cm(cell_mm: float) -> str:
-    """A cell size in cm as physicists name it: 60.6 mm -> "6", 15.15 mm -> "1.5", 24.24 mm -> "2.4"."""
+def cell_size_label(cell_mm: float) -> str:
+    """A cell size (mm) in cm as physicists name it, without the unit: 60.6 mm -> "6", 15.15 mm -> "1.5",
+    24.24 mm -> "2.4"."""
     cm = cell_mm / 10.0
     if round(cm) >= 1 and abs(cm - round(cm)) <= 0.03 * cm:
         return f"{round(cm):d}"
@@ -121,7 +123,7 @@ def technology_label(name: str) -> str:
 
 def _option_label(option) -> str:
     tech, cell = parse_option(option)
-    return f"{technology_label(tech)} {_cell_cm(cell)} cm"
+    return f"{technology_label(tech)} {cell_size_label(cell)} cm"
 
 
 def _segmented(technologies) -> bool:
@@ -155,7 +157,7 @@ def describe_layout(layout) -> str:
     "SpaCal-W 1.5 cm / SpaCal-Pb 3 cm / Shashlik 6 / 12 cm"."""
     groups: list[tuple[str, list[str]]] = []
     for r in layout.regions:
-        label, size = technology_label(r.technology), _cell_cm(r.cell_size_mm)
+        label, size = technology_label(r.technology), cell_size_label(r.cell_size_mm)
         if groups and groups[-1][0] == label:
             groups[-1][1].append(size)
         else:
