@@ -398,15 +398,27 @@ def _cmd_evaluate(args) -> int:
     from diffcalo.io import dataset_info
     from diffcalo.metrics import format_fit
     from diffcalo.plotting import plot_reco
+    from diffcalo.production import dataset_layout
+    from diffcalo.progress import phase
     from diffcalo.reco import Reconstruction, evaluate
+    from diffcalo.study.design import cell_size_label, technology_label
 
-    reco = Reconstruction.load(args.model)
-    clusters = _read_with_truth(args.data)
-    ev = evaluate(reco, clusters)
+    show = not args.quiet
+    with phase(f"loading {args.model} and {args.data}", enabled=show):
+        reco = Reconstruction.load(args.model)
+        clusters = _read_with_truth(args.data)
+    with phase(f"reconstructing {clusters.n} clusters (network and classical, compiling first) and fitting",
+               enabled=show):
+        ev = evaluate(reco, clusters)
     out = pathlib.Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(ev["regions"], indent=1))
-    paths = plot_reco(ev, clusters, out, collisions=dataset_info(args.data)["config"].get("collisions"))
+    layout = dataset_layout(args.data)
+    names = None if layout is None else [f"region {i + 1} ({r.name}): {technology_label(r.technology)} "
+                                         f"{cell_size_label(r.cell_size_mm)} cm" for i, r in enumerate(layout.regions)]
+    with phase("drawing the figures", enabled=show):
+        paths = plot_reco(ev, clusters, out, names=names,
+                          collisions=dataset_info(args.data)["config"].get("collisions"))
     for r, entry in ev["regions"].items():
         for who in ("network", "classical"):
             b = entry[who]

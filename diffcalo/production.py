@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["simulate_dataset", "showers_summary", "dataset_z_mm", "COMPILE_NOTE"]
+__all__ = ["simulate_dataset", "showers_summary", "dataset_layout", "dataset_z_mm", "COMPILE_NOTE"]
 
 #: Printed before a first simulator call (measured on the 2-core machines here: 5-25 s, more under load).
 COMPILE_NOTE = "compiling the simulator (first call, ~5-25 s)"
@@ -144,9 +144,9 @@ def showers_summary(layout, *, n: int, mode: str = "realistic", window: int = 5,
     return rows, first
 
 
-def dataset_z_mm(path) -> float:
-    """Distance of the front face from the interaction point of the layout a dataset was simulated
-    with (0 for datasets without a simulation config, e.g. imported ones: no parallax correction)."""
+def dataset_layout(path):
+    """The :class:`~diffcalo.layout.Layout` a dataset was simulated with, from its stored simulation
+    config; None for datasets without one (e.g. imported from CaloChallenge files)."""
     from diffcalo.config import SimulationConfig
     from diffcalo.errors import ConfigError
     from diffcalo.io import dataset_info
@@ -154,6 +154,13 @@ def dataset_z_mm(path) -> float:
     cfg = dataset_info(path)["config"]
     known = {f.name for f in dataclasses.fields(SimulationConfig)}
     try:
-        return float(SimulationConfig(**{k: v for k, v in cfg.items() if k in known}).build_layout().z_mm)
+        return SimulationConfig(**{k: v for k, v in cfg.items() if k in known}).build_layout()
     except (ConfigError, TypeError, ValueError, KeyError):
-        return 0.0
+        return None
+
+
+def dataset_z_mm(path) -> float:
+    """Distance of the front face from the interaction point of the layout a dataset was simulated
+    with (0 without a stored layout: no parallax correction)."""
+    layout = dataset_layout(path)
+    return float(layout.z_mm) if layout is not None else 0.0

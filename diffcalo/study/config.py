@@ -46,6 +46,7 @@ Errors name the key, the value and what is allowed (:class:`~diffcalo.config.Con
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 from typing import Any
 
@@ -131,6 +132,24 @@ def _fail(key, value, allowed):
     return ConfigError(f"{key} = {value!r}: {allowed}")
 
 
+def parse_option(text) -> tuple[str, float]:
+    """``"technology:cell_mm"`` -> (technology, cell size in mm > 0), e.g. ``"shashlik:60.6"`` ->
+    ``("shashlik", 60.6)``.
+
+    Raises:
+        ConfigError: not of that form, or the cell size is not a finite number > 0.
+    """
+    tech, _, cell = str(text).partition(":")
+    try:
+        value = float(cell)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(cell)
+        return tech, value
+    except ValueError:
+        raise ConfigError(f"design.options: {text!r}: write each option as 'technology:cell_mm', "
+                          "e.g. 'shashlik:60.6'") from None
+
+
 def study_config_from_dict(raw: dict, where: str = "study config") -> StudyConfig:
     """Validate a parsed study file (TOML sections, see the module docstring)."""
     flat: dict[str, Any] = {}
@@ -162,7 +181,6 @@ def study_config_from_flat(flat: dict, where: str = "study config") -> StudyConf
 def _validated(flat: dict) -> StudyConfig:
     """The checks of every value (errors name the TOML key) on the defaults updated by ``flat``."""
     from diffcalo.layout import PRESETS, preset
-    from diffcalo.study.design import parse_option
     from diffcalo.technologies import default_registry
 
     d = dataclasses.asdict(StudyConfig())

@@ -3,7 +3,7 @@ r"""A study's design <-> ECAL layout, and designs in words.
 Design space (:func:`design_space`) of an ECAL wall with ``regions`` nested regions:
 
 - ``option_i`` (categorical, one per region, innermost first): ``"technology:cell_mm"`` from the config
-  (:func:`parse_option` reads it);
+  (:func:`diffcalo.study.config.parse_option` reads it);
 - ``ring_i`` (integer 1..max_ring, one per inner region): region i extends its inner neighbour (the
   beam hole for i = 0) by ``ring_i`` modules on each side in x and round(ring_i * H/W) (at least 1) in
   y, H/W the wall's aspect ratio; the last region is the rest of the wall;
@@ -21,39 +21,15 @@ e.g. ``"SpaCal-Pb 3 cm (ring 1) / Shashlik 6 cm (ring 9) / Shashlik 6 cm, no spl
 
 from __future__ import annotations
 
-import math
+from diffcalo.study.config import StudyConfig, parse_option, require_study_config
 
-from diffcalo.config import ConfigError
-from diffcalo.study.config import StudyConfig, require_study_config
-
-__all__ = ["parse_option", "design_space", "layout_from_design", "describe_design", "describe_layout",
+__all__ = ["design_space", "layout_from_design", "describe_design", "describe_layout",
            "describe_preset", "parameter_label", "value_label", "technology_label",
-           "cell_size_label", "TECHNOLOGY_LABELS", "PRESET_TITLES"]
+           "cell_size_label", "PRESET_TITLES"]
 
-#: Display names of the built-in technologies (a technology not listed shows its registry name).
-TECHNOLOGY_LABELS = {"shashlik": "Shashlik", "spacal-w": "SpaCal-W", "spacal-pb": "SpaCal-Pb", "siw": "Si-W",
-                     "toy-scint": "toy scintillator"}
 #: What each layout preset is, in words.
 PRESET_TITLES = {"lhcb-current": "current LHCb layout", "lhcb-upgrade2-baseline": "LHCb Upgrade II baseline",
                  "luxe": "LUXE ECAL", "toy": "toy calorimeter"}
-
-
-def parse_option(text) -> tuple[str, float]:
-    """``"technology:cell_mm"`` -> (technology, cell size in mm > 0), e.g. ``"shashlik:60.6"`` ->
-    ``("shashlik", 60.6)``.
-
-    Raises:
-        ConfigError: not of that form, or the cell size is not a finite number > 0.
-    """
-    tech, _, cell = str(text).partition(":")
-    try:
-        value = float(cell)
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(cell)
-        return tech, value
-    except ValueError:
-        raise ConfigError(f"design.options: {text!r}: write each option as 'technology:cell_mm', "
-                          "e.g. 'shashlik:60.6'") from None
 
 
 def layout_from_design(config: StudyConfig, design: dict):
@@ -117,8 +93,12 @@ def cell_size_label(cell_mm: float) -> str:
 
 
 def technology_label(name: str) -> str:
-    """A technology's display name ("spacal-pb" -> "SpaCal-Pb"; a technology not listed: its name)."""
-    return TECHNOLOGY_LABELS.get(name, name)
+    """A registered technology's display name (``Technology.display_name``: "spacal-pb" -> "SpaCal-Pb");
+    an unknown name is returned as it is."""
+    from diffcalo.technologies import default_registry
+
+    reg = default_registry()
+    return reg.get(name).display_name if name in reg else name
 
 
 def _option_label(option) -> str:

@@ -96,6 +96,7 @@ class Technology:
         cost_per_module: cost of one module (kCHF; illustrative values for the built-ins).
         cost_per_channel: cost of one readout channel (kCHF).
         description: one line for listings.
+        label: display name for tables and figures (e.g. ``"SpaCal-Pb"``); empty: ``name``.
     """
 
     stack: tuple[Block, ...]
@@ -113,8 +114,14 @@ class Technology:
     cost_per_module: float = dataclasses.field(default=0.0, metadata=dict(static=True))
     cost_per_channel: float = dataclasses.field(default=0.0, metadata=dict(static=True))
     description: str = dataclasses.field(default="", metadata=dict(static=True))
+    label: str = dataclasses.field(default="", metadata=dict(static=True))
 
     # ---- static structure --------------------------------------------------------------------
+    @property
+    def display_name(self) -> str:
+        """The name for readers: ``label``, or the registry name when no label is set."""
+        return self.label or self.name
+
     @property
     def n_layers(self) -> int:
         """Number of layers in the stack."""

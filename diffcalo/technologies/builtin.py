@@ -25,6 +25,7 @@ __all__ = ["SHASHLIK", "SPACAL_W", "SPACAL_PB", "SIW", "TOY_SCINT", "BUILTINS"]
 SHASHLIK = Technology(
     name="shashlik",
     description="LHCb Shashlik: 66 x (2 mm Pb + 4 mm scintillator), 25 X0, 12.12 cm modules",
+    label="Shashlik",
     stack=(Block(absorber_mm=2.0, active_mm=4.0, absorber="Pb", active="polystyrene", count=66),),
     cell_sizes_mm=(40.4, 60.6, 121.2),
     light_yield_pe_per_gev=3000.0,
@@ -42,6 +43,7 @@ SHASHLIK = Technology(
 SPACAL_W = Technology(
     name="spacal-w",
     description="SpaCal-W: tungsten with GAGG crystal fibres, 1.5 cm cells, front/back split",
+    label="SpaCal-W",
     stack=(Block(absorber_mm=1.112, active_mm=0.588, absorber="W", active="GAGG", count=82),),
     sections=(24, 58),
     cell_sizes_mm=(15.15,),
@@ -61,6 +63,7 @@ SPACAL_W = Technology(
 SPACAL_PB = Technology(
     name="spacal-pb",
     description="SpaCal-Pb: lead with polystyrene fibres, 3 cm cells, front/back split",
+    label="SpaCal-Pb",
     stack=(Block(absorber_mm=0.765, active_mm=0.935, absorber="Pb", active="polystyrene", count=171),),
     sections=(47, 124),
     cell_sizes_mm=(30.3,),
@@ -78,6 +81,7 @@ SPACAL_PB = Technology(
 SIW = Technology(
     name="siw",
     description="LUXE Si-W: 20 x (3.5 mm W + 0.32 mm Si), 5 mm pads, every layer read out",
+    label="Si-W",
     stack=(Block(absorber_mm=3.5, active_mm=0.32, absorber="W", active="Si", count=20, gap_mm=0.68),),
     sections=(1,) * 20,
     cell_sizes_mm=(5.0,),
@@ -97,6 +101,7 @@ SIW = Technology(
 TOY_SCINT = Technology(
     name="toy-scint",
     description="Toy steel/brass/scintillator calorimeter, 17 layers, 8 x 8 cells of 30 mm",
+    label="toy scintillator",
     stack=(
         Block(absorber_mm=40.0, active_mm=9.0, absorber="steel", active="polystyrene", count=1),
         Block(absorber_mm=50.5, active_mm=3.7, absorber="brass", active="polystyrene", count=8),
