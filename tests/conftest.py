@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import pathlib
 import shutil
 import tempfile
 
