@@ -132,13 +132,13 @@ def _study_end(journal, run_dir) -> int:
 
 def _cmd_sweep(args) -> int:
 
-    from diffcalo.study.design import design_space
+    from diffcalo.study.design import design_space, read_designs
     from diffcalo.study.runner import run_study
 
     cfg, run_dir = _study_setup(args)
     space = design_space(cfg)
     if args.designs:
-        designs = _read_designs(pathlib.Path(args.designs), space)
+        designs = read_designs(args.designs, space)
     elif args.lhs:
         designs = space.sample(args.lhs, rng=cfg.seed, method="lhs")
     else:
@@ -146,39 +146,6 @@ def _cmd_sweep(args) -> int:
     print(f"sweep: {len(designs)} designs")
     j = run_study(cfg, run_dir, designs=designs, resume=args.resume, progress=not args.quiet)
     return _study_end(j, run_dir)
-
-
-def _read_designs(path: pathlib.Path, space) -> list[dict]:
-    """A sweep's design file: a JSON list of designs, each valid in the study's space and feasible."""
-    import json
-
-    from diffcalo.config import ConfigError
-
-    try:
-        designs = json.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such design file") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a text (UTF-8) file (byte {exc.start}); a design file is JSON") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
-    except (ValueError, RecursionError) as exc:      # nesting too deep, an integer of > 4300 digits
-        raise ConfigError(f"{path}: cannot be read as JSON: {str(exc)[:120]}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a design file") from None
-    if not isinstance(designs, list) or not designs:
-        raise ConfigError(f"{path}: must hold a non-empty JSON list of designs (objects like "
-                          f"{{{', '.join(repr(n) + ': ...' for n in space.names)}}})")
-    for i, d in enumerate(designs):
-        if not isinstance(d, dict):
-            raise ConfigError(f"{path}: design {i} = {d!r}: must be a JSON object of {space.names}")
-        try:
-            space.validate(d)
-        except ValueError as exc:
-            raise ConfigError(f"{path}: design {i}: {exc}") from None
-        if not space.feasible(d):
-            raise ConfigError(f"{path}: design {i} {d} is outside the budget or does not fit in the wall")
-    return designs
 
 
 def _cmd_report(args) -> int:

@@ -224,14 +224,14 @@ def _space():
                                                                           else c[0]), c)),
                  st.binary(max_size=80).map(lambda b: (b, None))))
 def test_fuzz_design_files(case):
-    from diffcalo.cli import _read_designs
+    from diffcalo.study.design import read_designs
 
     data, _ = case
     with tempfile.TemporaryDirectory() as d:
         file = Path(d) / "designs.json"
         file.write_bytes(data if isinstance(data, bytes) else data.encode())
         try:
-            designs = _read_designs(file, _space())
+            designs = read_designs(file, _space())
         except ConfigError as exc:
             assert str(exc).startswith(f"{file}: "), str(exc)
         else:

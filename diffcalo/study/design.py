@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from diffcalo.study.config import StudyConfig, parse_option, require_study_config
 
-__all__ = ["design_space", "layout_from_design", "describe_design", "describe_layout",
+__all__ = ["read_designs", "design_space", "layout_from_design", "describe_design", "describe_layout",
            "describe_preset", "parameter_label", "value_label", "technology_label",
            "cell_size_label", "PRESET_TITLES"]
 
@@ -170,3 +170,44 @@ def value_label(name: str, value) -> str:
     if name == "split":
         return "split" if value else "no split"
     return str(value)
+
+
+def read_designs(path, space) -> list[dict]:
+    """A sweep's design file: a JSON list of designs, each valid in the study's ``space`` and feasible.
+
+    Raises:
+        ConfigError: unreadable, not JSON, not a list of objects, a design outside the space or
+            infeasible (the message names the file and the design's index).
+    """
+    import json
+    import pathlib
+
+    from diffcalo.config import ConfigError
+
+    path = pathlib.Path(path)
+
+    try:
+        designs = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such design file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text (UTF-8) file (byte {exc.start}); a design file is JSON") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:      # nesting too deep, an integer of > 4300 digits
+        raise ConfigError(f"{path}: cannot be read as JSON: {str(exc)[:120]}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a design file") from None
+    if not isinstance(designs, list) or not designs:
+        raise ConfigError(f"{path}: must hold a non-empty JSON list of designs (objects like "
+                          f"{{{', '.join(repr(n) + ': ...' for n in space.names)}}})")
+    for i, d in enumerate(designs):
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: design {i} = {d!r}: must be a JSON object of {space.names}")
+        try:
+            space.validate(d)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: design {i}: {exc}") from None
+        if not space.feasible(d):
+            raise ConfigError(f"{path}: design {i} {d} is outside the budget or does not fit in the wall")
+    return designs

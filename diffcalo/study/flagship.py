@@ -35,8 +35,18 @@ QUICK = {
 }
 
 
-def _evaluate_baselines(cfg: StudyConfig, executor, log) -> dict:
+def _evaluate_baselines(cfg: StudyConfig, executor, log, progress: bool = True) -> dict:
     """The reference layouts, evaluated by the study's executor (same thread settings as the designs)."""
+    from diffcalo.progress import phase
+    from diffcalo.study.objective import BASELINES
+    from diffcalo.study.runner import FIRST_EVALUATION_NOTE
+
+    with phase(f"evaluating the {len(BASELINES)} reference layouts ({FIRST_EVALUATION_NOTE})",
+               enabled=progress):
+        return _baselines(cfg, executor, log)
+
+
+def _baselines(cfg: StudyConfig, executor, log) -> dict:
     from diffcalo.layout import preset
     from diffcalo.study.design import describe_preset
     from diffcalo.study.objective import BASELINES, evaluate_preset
@@ -92,7 +102,7 @@ def _run(cfg, out, resume, executor, progress, log, t0) -> pathlib.Path:
     if resume and bpath.exists():
         baselines = json.loads(bpath.read_text())
     else:
-        baselines = _evaluate_baselines(cfg, executor, log)
+        baselines = _evaluate_baselines(cfg, executor, log, progress)
         write_text_atomic(bpath, json.dumps(baselines, indent=1))
     runs = {}
     for kind in ("gp", "random"):

@@ -37,7 +37,12 @@ from diffcalo.study.config import FIGURES_OF_MERIT, StudyConfig
 from diffcalo.study.executors import make_executor
 from diffcalo.study.journal import Journal, JournalError
 
-__all__ = ["run_study", "load_journal", "RESUMABLE_CHANGES"]
+__all__ = ["run_study", "load_journal", "RESUMABLE_CHANGES", "FIRST_EVALUATION_NOTE"]
+
+#: Shown until the first result: a new process compiles the simulator and the networks first (measured
+#: single-threaded on the 2-core machines here: ~40 s, up to ~90 s under load), and again for the other
+#: number of readout sections.
+FIRST_EVALUATION_NOTE = "the first evaluation of each worker compiles the simulator and networks (~40-90 s)"
 
 def _call(objective, config, design, seed):
     """Run the objective in a worker; failures come back as a value, not an exception."""
@@ -237,6 +242,8 @@ def _drive(cfg, journal, designs, objective, executor, progress, log) -> None:
     counts = journal.counts()
     bar = tqdm(total=planned, initial=counts["done"] + counts["failed"], desc=cfg.name, unit="eval",
                disable=not progress)
+    if progress:
+        bar.set_postfix_str(FIRST_EVALUATION_NOTE)
     try:
         while True:
             if not open_rows:
