@@ -33,8 +33,8 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from diffcalo.study.config import study_config_from_dict  # noqa: E402
-from diffcalo.study.flagship import QUICK  # noqa: E402
 from diffcalo.study.executors import make_executor  # noqa: E402
+from diffcalo.study.flagship import QUICK  # noqa: E402
 from diffcalo.study.runner import run_study  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"

@@ -389,11 +389,11 @@ def _cmd_evaluate(args) -> int:
     for r, entry in ev["regions"].items():
         for who in ("network", "classical"):
             b = entry[who]
-            fit = format_fit(b["energy_fit"])
             pos = b["position_mm"]["core"]
             t = f", time core {b['time_ps']['core']:.1f} ps" if "time_ps" in b else ""
-            print(f"region {r} {who:9s}: energy core {100 * b['energy_rel']['core']:.2f}% ({fit}), "
-                  f"position core {pos[0]:.2f}/{pos[1]:.2f} mm{t}")
+            print(f"region {r} {who:9s}: energy core {100 * b['energy_rel']['core']:.2f} % "
+                  f"(calibrated sigma/E: {format_fit(b['calibrated_energy_fit'])}), "
+                  f"position core {pos[0]:.2f} / {pos[1]:.2f} mm (x / y){t}")
     for r, n in ev["skipped"].items():
         print(f"region {r}: only {n} usable clusters (fewer than 50): not evaluated")
     print(f"wrote {out / 'metrics.json'} and {len(paths)} figure(s) to {out}")

@@ -112,10 +112,10 @@ def simulation_keys() -> list[Key]:
 
 def reco_keys() -> list[Key]:
     """Keys of a reconstruction config (:func:`diffcalo.config.load_reco_config`)."""
-    from diffcalo.reco.losses import LOSSES
-    from diffcalo.reco.models import CONV_DIMS, PADDINGS
     from diffcalo.reco.config import OPTIMIZERS, SCHEDULES
     from diffcalo.reco.features import TASKS
+    from diffcalo.reco.losses import LOSSES
+    from diffcalo.reco.models import CONV_DIMS, PADDINGS
 
     quoted = lambda names: ", ".join(f'"{n}"' for n in names)
     train = [

@@ -164,6 +164,24 @@ def format_fit(fit) -> str:
     return f"{text} (χ²/ndf = {chi2:.1f}/{int(ndf)})"
 
 
+def fit_curve_resolution(curve: dict, *, calibrated: bool = False, fit_noise: bool = True) -> dict:
+    """:func:`fit_resolution` of an :func:`energy_curve` as a JSON-able dict: the widths of E_reco / E
+    (``calibrated=False``) or the calibrated, response-corrected ones (points where the response
+    slope is not positive are left out); ``{"error": reason}`` when the fit cannot be made."""
+    e = np.asarray(curve["energy"], dtype=float)
+    if calibrated:
+        res = np.asarray(curve["calibrated_resolution"], dtype=float)
+        err = np.asarray(curve["calibrated_resolution_err"], dtype=float)
+    else:
+        res = np.asarray(curve["resolution"], dtype=float)
+        err = np.asarray(curve["resolution_err"], dtype=float)
+    ok = np.isfinite(res) & np.isfinite(err) & (err > 0) if calibrated else np.ones(len(e), bool)
+    try:
+        return dataclasses.asdict(fit_resolution(e[ok], res[ok], err[ok], fit_noise=fit_noise))
+    except (ValueError, RuntimeError) as exc:
+        return dict(error=str(exc))
+
+
 def binned_resolution(e_true, e_reco):
     """Per distinct true energy: (energies, relative resolution sigma/E, its statistical error, mean response).
 

@@ -9,7 +9,7 @@ import pathlib
 
 import numpy as np
 
-from diffcalo.metrics import fit_mass_peak, fit_resolution, format_fit
+from diffcalo.metrics import ResolutionFit, fit_mass_peak, format_fit
 
 __all__ = ["plot_layout", "plot_clusters", "plot_occupancy", "plot_reco", "plot_mass_peak", "TECHNOLOGY_COLOURS"]
 
@@ -213,7 +213,7 @@ def plot_reco(evaluation: dict, clusters, out_dir, names=None, *, collisions: fl
         for who in ("network", "classical"):
             c = {k: np.asarray(v, dtype=float) for k, v in entry[who]["energy_curve"].items()}
             ax[0, 0].plot(c["energy"], c["response"], "-", label=who, **styles[who])
-            _draw_calibrated_resolution(ax[0, 1], who, c, styles[who])
+            _draw_calibrated_resolution(ax[0, 1], who, c, entry[who]["calibrated_energy_fit"], styles[who])
             for a, kind, scale in ((ax[0, 2], "energy", 100.0), (ax[1, 0], "position", 1.0), (ax[1, 2], "time", 1.0)):
                 if kind not in residuals[who]:
                     continue
@@ -250,19 +250,17 @@ def plot_reco(evaluation: dict, clusters, out_dir, names=None, *, collisions: fl
     return paths
 
 
-def _draw_calibrated_resolution(ax, who, curve, style):
-    """The calibrated sigma/E points (%) of one estimator and its fitted curve, the fit in the legend."""
+def _draw_calibrated_resolution(ax, who, curve, fit, style):
+    """The calibrated sigma/E points (%) of one estimator and its fit (``calibrated_energy_fit`` of
+    :func:`~diffcalo.reco.pipeline.evaluate`, a dict) drawn over them, the fit in the legend."""
     e, res, err = curve["energy"], curve["calibrated_resolution"], curve["calibrated_resolution_err"]
     ok = np.isfinite(res) & np.isfinite(err) & (err > 0)
-    try:
-        fit = fit_resolution(e[ok], res[ok], err[ok])
-        text = format_fit(fit)
-    except (ValueError, RuntimeError) as exc:
-        fit, text = None, f"no fit ({exc})"
+    text = format_fit(fit)
+    fit = ResolutionFit(**{k: (tuple(v) if k == "fixed" else v) for k, v in fit.items()}) if "chi2" in fit else None
     ax.errorbar(e[ok], 100 * res[ok], yerr=100 * err[ok], fmt="none", capsize=2, ecolor=style["color"])
     text = text.replace(" (χ²", "\n(χ²").replace(" (POOR", "\n(POOR")
     ax.plot(e[ok], 100 * res[ok], ls="none", label=f"{who}: {text}", **style)
-    if fit is not None:
+    if fit is not None and ok.any():
         grid = np.geomspace(e[ok].min(), e[ok].max(), 100)
         ax.plot(grid, 100 * fit(grid), "-", color=style["color"], lw=1.2)
 

@@ -11,7 +11,6 @@ import tempfile
 import pytest
 
 import diffcalo as dc
-
 from diffcalo.validation import GEANT4_LUXE_FILE
 
 # The suite's study processes claim CPUs among themselves only: a diffcalo study running elsewhere on the

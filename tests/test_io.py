@@ -14,8 +14,16 @@ import numpy as np
 import pytest
 
 import diffcalo as dc
-from diffcalo.io import (FIELDS, DatasetError, DatasetWriter, dataset_info, import_calochallenge, iter_clusters,
-                         read_clusters, write_clusters)
+from diffcalo.io import (
+    FIELDS,
+    DatasetError,
+    DatasetWriter,
+    dataset_info,
+    import_calochallenge,
+    iter_clusters,
+    read_clusters,
+    write_clusters,
+)
 
 
 @pytest.fixture(scope="module")

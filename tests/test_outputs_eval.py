@@ -124,7 +124,9 @@ def test_plot_reco_draws_calibrated_resolution_with_its_fit(tmp_path):
                 classical_offset=clusters.offset + rng.standard_cauchy((n, 2)), time=np.zeros(n), classical_time=np.zeros(n))
     entry = dict(n=n, cell_mm=20.2)
     for who, key in (("network", "energy"), ("classical", "classical_energy")):
-        entry[who] = dict(energy_curve={k: v.tolist() for k, v in metrics.energy_curve(e, pred[key]).items()})
+        curve = metrics.energy_curve(e, pred[key])
+        entry[who] = dict(energy_curve={k: v.tolist() for k, v in curve.items()},
+                          calibrated_energy_fit=metrics.fit_curve_resolution(curve, calibrated=True))
     drawn = {}
     real_save = plt.Figure.savefig
 

@@ -12,8 +12,19 @@ from scipy.special import erf
 
 import diffcalo as dc
 from diffcalo import metrics
-from diffcalo.reco import (Inputs, ModelConfig, Reconstruction, TrainConfig, TrainedNet, TrainingError, cluster_inputs,
-                           energy_inputs, losses, prepare, train)
+from diffcalo.reco import (
+    Inputs,
+    ModelConfig,
+    Reconstruction,
+    TrainConfig,
+    TrainedNet,
+    TrainingError,
+    cluster_inputs,
+    energy_inputs,
+    losses,
+    prepare,
+    train,
+)
 from diffcalo.reco.classical import ClassicalReco, log_weighted_centroid, weighted_time
 from diffcalo.reco.train import _augment, _train_epoch
 

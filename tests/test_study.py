@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from diffcalo.config import ConfigError
-from diffcalo.study.config import load_study_config, study_config_from_dict, study_config_from_flat
-from diffcalo.study.journal import Journal, JournalError
-from diffcalo.study.design import design_space, layout_from_design
 from diffcalo.errors import StudyError
+from diffcalo.study.config import load_study_config, study_config_from_dict, study_config_from_flat
+from diffcalo.study.design import design_space, layout_from_design
 from diffcalo.study.executors import make_executor
+from diffcalo.study.journal import Journal, JournalError
 from diffcalo.study.runner import run_study
 
 sys.path.insert(0, str(Path(__file__).parent))

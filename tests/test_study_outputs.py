@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from diffcalo.study.config import StudyConfig, parse_option, study_config_from_dict, study_config_from_flat
-from diffcalo.study.design import (describe_design, describe_preset, design_space, layout_from_design,
-                                   parameter_label, value_label)
+from diffcalo.study.design import describe_design, describe_preset, design_space, layout_from_design, parameter_label, value_label
 
 DESIGN = dict(option_0="spacal-pb:30.3", option_1="shashlik:60.6", option_2="shashlik:60.6", ring_0=1, ring_1=9,
               split=False)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from diffcalo.errors import StudyError
 from diffcalo.study.config import study_config_from_dict
 from diffcalo.study.journal import Journal
 from diffcalo.study.lock import RunLock, RunLockedError
-from diffcalo.errors import StudyError
 from diffcalo.study.runner import run_study
 
 TESTS = Path(__file__).parent

@@ -50,8 +50,16 @@ import math
 import pathlib
 from typing import Any
 
-from diffcalo.config import (MAX_COLLISIONS, MAX_ENERGY_GEV, ConfigError, _read_toml, check_choice, check_int,
-                             check_number, names_file)
+from diffcalo.config import (
+    MAX_COLLISIONS,
+    MAX_ENERGY_GEV,
+    ConfigError,
+    _read_toml,
+    check_choice,
+    check_int,
+    check_number,
+    names_file,
+)
 
 __all__ = ["StudyConfig", "load_study_config", "study_config_from_dict", "study_config_from_flat",
            "require_study_config", "FIGURES_OF_MERIT", "EXECUTORS", "OPTIMIZERS", "MAX_TRAIN_PHOTONS",

@@ -82,7 +82,7 @@ class _InProcess:
         if not pinning_disabled() and not _jax_started():
             self._claim = claim_cpu(0)
             if self._claim is not None:
-                from threadpoolctl import threadpool_limits      # scikit-learn's dependency
+                from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 
                 # BLAS pools started before the pinning would spin two threads on one CPU
                 self._blas = threadpool_limits(limits=1)

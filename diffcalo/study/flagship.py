@@ -76,8 +76,8 @@ def run_flagship(cfg: StudyConfig | dict, out_dir, *, resume: bool = False, exec
                  log=print) -> pathlib.Path:
     """Run the baselines and the GP and random-search studies into ``out_dir`` with one executor (the
     config's unless given); returns summary.md."""
-    from diffcalo.study.lock import RunLock
     from diffcalo.study.executors import make_executor
+    from diffcalo.study.lock import RunLock
 
     cfg = cfg if isinstance(cfg, StudyConfig) else study_config_from_dict(cfg)
     out = pathlib.Path(out_dir)

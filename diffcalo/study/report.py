@@ -24,8 +24,16 @@ import numpy as np
 
 from diffcalo.io import write_text_atomic
 from diffcalo.study.config import FIGURES_OF_MERIT, StudyConfig, study_config_from_flat
-from diffcalo.study.design import (PRESET_TITLES, describe_design, describe_preset, design_space, layout_from_design,
-                                   parameter_label, technology_label, value_label)
+from diffcalo.study.design import (
+    PRESET_TITLES,
+    describe_design,
+    describe_preset,
+    design_space,
+    layout_from_design,
+    parameter_label,
+    technology_label,
+    value_label,
+)
 from diffcalo.study.runner import load_journal
 
 __all__ = ["write_report", "pareto_front", "gp_slices_figure", "FOM_DESCRIPTIONS", "fom_label", "format_fom"]
@@ -125,6 +133,7 @@ def gp_slices_figure(cfg: StudyConfig, records: list[dict], best_design: dict):
         The matplotlib Figure (one axes per parameter).
     """
     import matplotlib.pyplot as plt
+
     from surrogates.gp import GP
 
     space = design_space(cfg)

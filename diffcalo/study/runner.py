@@ -187,9 +187,8 @@ def run_study(cfg: StudyConfig, run_dir, *, designs: list[dict] | None = None, r
 
 
 def _make_optimizer(cfg: StudyConfig):
-    from surrogates.bayesopt import BayesianOptimizer, RandomSearch
-
     from diffcalo.study.design import design_space
+    from surrogates.bayesopt import BayesianOptimizer, RandomSearch
 
     space = design_space(cfg)
     minimize = FIGURES_OF_MERIT[cfg.figure_of_merit] == "minimise"

@@ -46,7 +46,8 @@ import numpy as np
 import diffcalo as dc
 from diffcalo.metrics import binned_resolution, core_width, energy_curve, fit_resolution
 from diffcalo.reco import ModelConfig, TrainConfig, image_inputs, train
-from diffcalo.reco.classical import lstsq_line as fit_line, log_weighted_centroid
+from diffcalo.reco.classical import log_weighted_centroid
+from diffcalo.reco.classical import lstsq_line as fit_line
 
 TRAIN_ENERGIES = tuple(float(e) for e in range(3, 21))
 VAL_ENERGIES = (2.5, 5.0, 7.5, 10.0, 12.5, 15.0)
