@@ -31,15 +31,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import pathlib
 import tomllib
 from typing import Any
 
+from diffcalo.checks import check_bool, check_choice, check_int, check_number, check_str, is_int
+from diffcalo.checks import fail as _fail
 from diffcalo.errors import ConfigError
 
 __all__ = ["SimulationConfig", "load_simulation_config", "RecoConfig", "load_reco_config", "ConfigError",
-           "check_int", "check_number", "check_choice", "names_file", "MAX_COLLISIONS", "MAX_BACKGROUND"]
+           "names_file", "MAX_COLLISIONS", "MAX_BACKGROUND"]
 
 #: Pile-up beyond this many collisions per crossing is refused: the background cap per window
 #: (``max_background``) would clip most windows (HL-LHC runs at up to ~200; LHCb Upgrade II at ~40).
@@ -103,48 +104,6 @@ _SECTIONS = {
     "pileup": {"collisions", "max_background"},
 }
 _TOP = {"seed", "batch"}
-
-
-def _fail(key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"{key} = {value!r}: {allowed}")
-
-
-def check_int(key: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
-    """``value`` as an int in [lo, hi] (bools and floats refused), else :class:`ConfigError` naming ``key``."""
-    if not isinstance(value, int) or isinstance(value, bool) or (lo is not None and value < lo) or \
-            (hi is not None and value > hi):
-        rng = (f" in [{lo}, {hi}]" if lo is not None else f" <= {hi}") if hi is not None else \
-            (f" >= {lo}" if lo is not None else "")
-        raise _fail(key, value, f"must be an integer{rng}")
-    return value
-
-
-def check_number(key: str, value: Any, lo: float | None = None, hi: float | None = None, *,
-                 strict: bool = False, unit: str = "") -> float:
-    """``value`` as a finite float with lo <= value <= hi (lo < value if ``strict``), else
-    :class:`ConfigError` naming ``key``; ints are accepted, bools, strings and NaN / inf are not."""
-    try:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    except OverflowError:              # an int beyond float range
-        ok = False
-    if ok and lo is not None:
-        ok = value > lo if strict else value >= lo
-    if ok and hi is not None:
-        ok = value <= hi
-    if not ok:
-        parts = ([f"{'>' if strict else '>='} {lo:g}"] if lo is not None else []) + \
-                ([f"<= {hi:g}"] if hi is not None else [])
-        raise _fail(key, value, "must be a finite number" + (f" {' and '.join(parts)}" if parts else "")
-                    + (f" {unit}" if unit else ""))
-    return float(value)
-
-
-def check_choice(key: str, value: Any, allowed) -> str:
-    """``value`` as one of the ``allowed`` names (a string), else :class:`ConfigError` listing them."""
-    allowed = list(allowed)
-    if not isinstance(value, str) or value not in allowed:
-        raise _fail(key, value, f"allowed: {', '.join(map(str, allowed))}")
-    return value
 
 
 @contextlib.contextmanager
@@ -225,12 +184,10 @@ def _load_simulation_config(path: pathlib.Path) -> SimulationConfig:
     if "n" in par:
         kw["n"] = check_int("particles.n", par["n"], 1, 10 ** 10)
     if "pid" in par:
-        if not isinstance(par["pid"], int) or isinstance(par["pid"], bool) or par["pid"] not in SUPPORTED_PIDS:
-            raise _fail("particles.pid", par["pid"], f"allowed {SUPPORTED_PIDS}")
-        kw["pid"] = par["pid"]
+        kw["pid"] = check_choice("particles.pid", par["pid"], SUPPORTED_PIDS)
     if "energy" in par:
         e = par["energy"]
-        if isinstance(e, (int, float)) and not isinstance(e, bool):
+        if isinstance(e, (int, float)) and not isinstance(e, bool):      # a number: one energy (checked below)
             e = {"kind": "discrete", "values": [e]}
         if not isinstance(e, dict) or e.get("kind") not in ("uniform", "log-uniform", "discrete"):
             raise _fail("particles.energy.kind", e.get("kind") if isinstance(e, dict) else e,
@@ -253,7 +210,7 @@ def _load_simulation_config(path: pathlib.Path) -> SimulationConfig:
         kw["energy"] = e
     if "region" in par:
         r = par["region"]
-        if not (isinstance(r, str) or (isinstance(r, int) and not isinstance(r, bool) and r >= 0)):
+        if not (isinstance(r, str) or (is_int(r) and r >= 0)):
             raise _fail("particles.region", r, "a region name or index (integer >= 0) of the layout")
         kw["region"] = r
     if "direction" in par:
@@ -338,8 +295,7 @@ def _check_fields(prefix: str, raw: dict, defaults) -> None:
         default = getattr(defaults, key)
         name = f"{prefix}.{key}"
         if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise _fail(name, value, "must be true or false")
+            check_bool(name, value)
         elif isinstance(default, int):
             check_int(name, value, *_RECO_INT_BOUNDS.get(key, (0, 10 ** 9)))
         elif isinstance(default, float):
@@ -350,8 +306,7 @@ def _check_fields(prefix: str, raw: dict, defaults) -> None:
             for i, v in enumerate(value):
                 check_int(f"{name}[{i}]", v, 1, _RECO_WIDTH_MAX)
         elif isinstance(default, str):
-            if not isinstance(value, str):
-                raise _fail(name, value, "must be a string")
+            check_str(name, value)
         elif isinstance(default, dict) and not isinstance(value, dict):
             raise _fail(name, value, "must be a table")
 

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffcalo.checks import is_int, is_number
+
 __all__ = ["Region", "Layout", "lhcb_current", "lhcb_upgrade2_baseline", "luxe", "toy", "PRESETS",
            "preset", "STATUS_OK", "STATUS_BEAM_HOLE", "STATUS_OUTSIDE"]
 
@@ -53,27 +55,19 @@ MAX_MODULE_MM = 1e4
 MAX_MODULES = 10_000
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _check_types(layout, where: str) -> None:
     """Types and finiteness of every field (before any arithmetic on them): ValueError naming the field."""
     if not isinstance(layout.name, str):
         raise ValueError(f"layout.name = {layout.name!r}: must be a string")
-    if not _is_number(layout.module_mm):
+    if not is_number(layout.module_mm):
         raise ValueError(f"{where}: module_mm = {layout.module_mm!r}: must be a finite number > 0 (mm)")
     for k in ("modules_x", "modules_y"):
-        if not _is_int(getattr(layout, k)):
+        if not is_int(getattr(layout, k)):
             raise ValueError(f"{where}: {k} = {getattr(layout, k)!r}: must be an integer >= 1")
     hole = layout.beam_hole
-    if not (isinstance(hole, (tuple, list)) and len(hole) == 2 and all(_is_int(v) and v >= 0 for v in hole)):
+    if not (isinstance(hole, (tuple, list)) and len(hole) == 2 and all(is_int(v) and v >= 0 for v in hole)):
         raise ValueError(f"{where}: beam_hole = {hole!r}: must be [modules_x, modules_y], integers >= 0")
-    if not (_is_number(layout.z_mm) and 0 <= layout.z_mm <= MAX_Z_MM):
+    if not (is_number(layout.z_mm) and 0 <= layout.z_mm <= MAX_Z_MM):
         raise ValueError(f"{where}: z_mm = {layout.z_mm!r}: must be a finite number in [0, {MAX_Z_MM:g}] (mm from "
                          "the interaction point; 0 for a test beam at normal incidence)")
     if layout.module_mm > MAX_MODULE_MM or max(layout.modules_x, layout.modules_y) > MAX_MODULES:
@@ -86,12 +80,12 @@ def _check_types(layout, where: str) -> None:
         for k in ("name", "technology"):
             if not isinstance(getattr(r, k), str):
                 raise ValueError(f"{f}.{k} = {getattr(r, k)!r}: must be a string")
-        if not (_is_number(r.cell_size_mm) and r.cell_size_mm > 0):
+        if not (is_number(r.cell_size_mm) and r.cell_size_mm > 0):
             raise ValueError(f"{f}.cell_size_mm = {r.cell_size_mm!r}: must be a finite number > 0 (mm)")
         for k in ("modules_x", "modules_y"):
-            if not (_is_int(getattr(r, k)) and getattr(r, k) >= 1):
+            if not (is_int(getattr(r, k)) and getattr(r, k) >= 1):
                 raise ValueError(f"{f}.{k} = {getattr(r, k)!r}: must be an integer >= 1")
-        if r.sections is not None and not _is_int(r.sections):
+        if r.sections is not None and not is_int(r.sections):
             raise ValueError(f"{f}.sections = {r.sections!r}: must be an integer (1 or the technology's sections)")
 
 

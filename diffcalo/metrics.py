@@ -105,6 +105,13 @@ def _decimals(err: float) -> int:
     return int(min(3, max(0, 1 - np.floor(np.log10(err))))) if np.isfinite(err) and err > 0 else 2
 
 
+def format_measurement(value: float, err: float) -> str:
+    """``value ± err`` with the error to two significant digits and the value to the same decimals
+    (97.894, 2.5 -> "97.9 ± 2.5"; 106.5, 3.0 -> "106.5 ± 3.0")."""
+    d = _decimals(err)
+    return f"{value:.{d}f} ± {err:.{d}f}"
+
+
 def fit_terms(fit) -> list[FitTerm]:
     """The fitted terms of a resolution fit in a reader's units: a in %/√E (E in GeV), b in %, c in MeV/E.
 

@@ -154,3 +154,10 @@ def test_plot_reco_draws_calibrated_resolution_with_its_fit(tmp_path):
         if a.axison:
             assert "[" in a.get_xlabel(), a.get_xlabel()                            # a unit on every axis
             assert "[" in a.get_ylabel() or a.get_ylabel() == "clusters per bin", a.get_ylabel()
+
+
+def test_format_measurement_rounds_the_value_to_the_error():
+    assert metrics.format_measurement(97.894, 2.5) == "97.9 ± 2.5"
+    assert metrics.format_measurement(106.5, 3.0) == "106.5 ± 3.0"
+    assert metrics.format_measurement(1234.5, 56.0) == "1234 ± 56"      # two significant digits of the error
+    assert metrics.format_measurement(0.123456, 0.0123) == "0.123 ± 0.012"

@@ -50,16 +50,9 @@ import math
 import pathlib
 from typing import Any
 
-from diffcalo.config import (
-    MAX_COLLISIONS,
-    MAX_ENERGY_GEV,
-    ConfigError,
-    _read_toml,
-    check_choice,
-    check_int,
-    check_number,
-    names_file,
-)
+from diffcalo.checks import check_bool, check_choice, check_int, check_number
+from diffcalo.checks import fail as _fail
+from diffcalo.config import MAX_COLLISIONS, MAX_ENERGY_GEV, ConfigError, _read_toml, names_file
 
 __all__ = ["StudyConfig", "load_study_config", "study_config_from_dict", "study_config_from_flat",
            "require_study_config", "FIGURES_OF_MERIT", "EXECUTORS", "OPTIMIZERS", "MAX_TRAIN_PHOTONS",
@@ -134,10 +127,6 @@ _SECTIONS = {
 }
 _RENAME = {("budget", "total"): "budget", ("optimizer", "kind"): "optimizer", ("executor", "kind"): "executor",
            ("wall", "layout"): "layout"}
-
-
-def _fail(key, value, allowed):
-    return ConfigError(f"{key} = {value!r}: {allowed}")
 
 
 def parse_option(text) -> tuple[str, float]:
@@ -221,8 +210,7 @@ def _validated(flat: dict) -> StudyConfig:
         raise _fail("design.options", d["options"], "each option at most once")
     d["options"] = tuple(d["options"])
     check_int("design.max_ring", d["max_ring"], 1, max(wall.modules_x, wall.modules_y))
-    if not isinstance(d["split"], bool):
-        raise _fail("design.split", d["split"], "must be true or false")
+    check_bool("design.split", d["split"])
     d["budget"] = check_number("budget.total", d["budget"], 0.0, strict=True, unit="kCHF")
     check_int("samples.train_photons", d["train_photons"], 200 * d["regions"], MAX_TRAIN_PHOTONS)
     check_int("samples.signal_decays", d["signal_decays"], 100, MAX_SIGNAL_DECAYS)

@@ -23,6 +23,7 @@ import pathlib
 import numpy as np
 
 from diffcalo.io import write_text_atomic
+from diffcalo.metrics import format_measurement
 from diffcalo.study.config import FIGURES_OF_MERIT, StudyConfig, study_config_from_flat
 from diffcalo.study.design import (
     PRESET_TITLES,
@@ -58,14 +59,15 @@ def _fom_error(name: str, metrics: dict) -> float | None:
 
 
 def format_fom(name: str, value: float, metrics: dict, *, bold: bool = False, with_unit: bool = True) -> str:
-    """A figure of merit with its statistical error (from ``metrics``) and unit: "95.28 ± 1.2 MeV"; a
+    """A figure of merit with its statistical error (from ``metrics``) and unit: "95.3 ± 1.2 MeV"; a
     figure of merit without an error estimate says so ("2.31 (statistical error not estimated)").
     ``with_unit=False`` for a table column that names the unit."""
     unit = FOM_DESCRIPTIONS[name][1] if with_unit else ""
-    shown = f"**{value:.4g}**" if bold else f"{value:.4g}"
     err = _fom_error(name, metrics)
     if err is not None:
-        return f"{shown} ± {err:.2g}" + (f" {unit}" if unit else "")
+        shown, err_text = format_measurement(value, err).split(" ± ")
+        return (f"**{shown}**" if bold else shown) + f" ± {err_text}" + (f" {unit}" if unit else "")
+    shown = f"**{value:.4g}**" if bold else f"{value:.4g}"
     why = "not estimated" if FOM_ERRORS[name] is None else "not recorded"
     return shown + (f" {unit}" if unit else "") + f" (statistical error {why})"
 
