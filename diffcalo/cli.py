@@ -1,13 +1,21 @@
 """diffcalo: design electromagnetic calorimeters with a differentiable shower simulator.
 
-Commands:
-    diffcalo demo          simulate showers on the LHCb Upgrade II baseline and summarise (the main job)
-    diffcalo layout NAME   print a preset layout's regions, channels and cost; draw it (PNG)
-    diffcalo technologies  list the registered module technologies and their effective media
-    diffcalo validate      physics validation figures (LHCb Shashlik, PDG rules, Geant4 LUXE showers)
-    diffcalo pileup        background occupancy per region (Pythia 8 flux model, 40 collisions/crossing)
-    diffcalo simulate CFG -o out.h5   simulate clusters from a TOML config into an HDF5 dataset
-    diffcalo inspect out.h5 [--plot DIR]   summarise a dataset, draw clusters and an occupancy map
+Commands (``diffcalo COMMAND --help`` for the options of each):
+    diffcalo demo                the quick LHCb ECAL design study, ending with a summary and reports (the main job)
+    diffcalo optimize STUDY      a design study with its optimiser (GP-BO or random), journal and report
+    diffcalo sweep STUDY         a grid, Latin hypercube or list of designs
+    diffcalo report RUN_DIR      report.md and figures of a study run
+    diffcalo showers             simulate photons on a preset layout and summarise the showers per region
+    diffcalo layout NAME         print a preset layout's regions, channels and cost; draw it (PNG)
+    diffcalo technologies        list the registered module technologies and their effective media
+    diffcalo validate            physics validation figures (LHCb Shashlik, PDG rules, Geant4 LUXE showers)
+    diffcalo pileup              background occupancy per region (Pythia 8 flux model)
+    diffcalo simulate CFG -o F   simulate clusters from a TOML config into an HDF5 dataset
+    diffcalo inspect F           summarise a dataset, draw clusters and an occupancy map
+    diffcalo train CFG --data F  train the reconstruction networks on a dataset
+    diffcalo evaluate MODEL --data F   network vs classical metrics and figures
+
+The CLI only parses, loads, calls the library and prints; every user error ends in one line (exit 2).
 """
 
 from __future__ import annotations
