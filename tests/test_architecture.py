@@ -124,3 +124,38 @@ def test_ruff_check_is_clean():
     if "No module named ruff" in r.stderr:
         pytest.fail("ruff is part of the test extra: pip install -e '.[test]'")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_every_command_line_option_has_help_and_version_is_printed(capsys):
+    import argparse
+
+    from diffcalo import __version__
+    from diffcalo.cli import build_parser, main
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {'/'.join(a.option_strings) or a.dest}" for name, p in sub.choices.items()
+               for a in p._actions if not isinstance(a, argparse._HelpAction) and not a.help]
+    assert len(sub.choices) >= 13 and missing == []
+    assert all(a.help for a in sub._choices_actions)                        # every command is described
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"diffcalo {__version__}"
+
+
+def test_files_read_at_run_time_are_package_data():
+    """``diffcalo validate``, the pile-up model and the examples read files inside the package: each must
+    match a package-data pattern of pyproject.toml, or an installed wheel would not have it."""
+    import fnmatch
+    import tomllib
+
+    from diffcalo.examples import NAMES as EXAMPLES
+    from diffcalo.examples import path as example_path
+    from diffcalo.pileup import DEFAULT_MODEL_FILE
+    from diffcalo.validation import GEANT4_LUXE_FILE
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["diffcalo"]
+    needed = [GEANT4_LUXE_FILE, DEFAULT_MODEL_FILE] + [example_path(n) for n in EXAMPLES]
+    for f in needed:
+        rel = pathlib.Path(f).resolve().relative_to(ROOT / "diffcalo").as_posix()
+        assert pathlib.Path(f).is_file() and any(fnmatch.fnmatch(rel, p) for p in patterns), rel
