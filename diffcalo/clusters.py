@@ -34,6 +34,9 @@ class Clusters:
         pid: [n] particle id.
         offset: [n, 2] impact point minus the impact-cell centre (mm); in image mode, minus the
             wall centre.
+        centre: [n, 2] the window's centre on the wall (mm): the impact cell's centre in window mode,
+            the wall centre (0, 0) in image mode; 0 off the wall. A detector quantity (which cell is
+            the window's seed), so reconstruction reads it instead of truth.
         cell_index: [n, 2] (ix, iy) of the impact cell on its region's grid (-1 if not on the wall).
         cell_size_mm: [n] cell size of the impact region (mm).
         region: [n] region index (-1 beam hole, -2 outside the wall).
@@ -54,6 +57,7 @@ class Clusters:
     ty: jnp.ndarray
     pid: jnp.ndarray
     offset: jnp.ndarray
+    centre: jnp.ndarray
     cell_index: jnp.ndarray
     cell_size_mm: jnp.ndarray
     region: jnp.ndarray

@@ -1,16 +1,17 @@
 """HDF5 shower datasets: a versioned schema, atomic streaming writes, validated reads.
 
-Schema ``diffcalo.clusters`` version 1 (one HDF5 file):
+Schema ``diffcalo.clusters`` version 3 (one HDF5 file):
 
-* file attributes: ``schema`` = "diffcalo.clusters", ``schema_version`` = 1, ``n_clusters``,
+* file attributes: ``schema`` = "diffcalo.clusters", ``schema_version`` = 3, ``n_clusters``,
   ``diffcalo_version``, ``config`` (JSON text of the full configuration that produced the data, "{}"
   if none), ``seed`` (int, -1 if none), ``complete`` (True once the writer closed cleanly);
 * group ``clusters`` with one dataset per :class:`~diffcalo.clusters.Clusters` field, first axis
   the cluster index: ``energy`` float32 [N, L, K, K] (GeV, EM scale), ``time`` float32 [N, L, K, K]
   (ns; 0 where a cell has no energy), ``e_true`` [N], ``x``, ``y``,
-  ``tx``, ``ty`` float32 [N], ``pid`` int32 [N], ``offset`` float32 [N, 2], ``cell_index`` int32 [N, 2],
+  ``tx``, ``ty`` float32 [N], ``pid`` int32 [N], ``offset`` float32 [N, 2], ``centre`` float32 [N, 2]
+  (window centre on the wall, mm; version 3), ``cell_index`` int32 [N, 2],
   ``cell_size_mm`` float32 [N], ``region``, ``status`` int32 [N], ``leakage`` float32 [N] (NaN when
-  unknown, e.g. imported data), ``n_background`` int32 [N] (pile-up particles drawn per window). Datasets are chunked along N, gzip-compressed with shuffle, and
+  unknown, e.g. imported data), ``n_background`` int32 [N] (pile-up particles drawn per window), ``t_true`` float32 [N] (version 2). Datasets are chunked along N, gzip-compressed with shuffle, and
   carry Fletcher-32 checksums so that corrupted chunks are detected on read.
 
 Writes go to a hidden temporary file in the destination folder, which is renamed over the final
@@ -40,21 +41,23 @@ __all__ = ["SCHEMA", "SCHEMA_VERSION", "FIELDS", "DatasetError", "DatasetWriter"
            "temporary_sibling"]
 
 SCHEMA = "diffcalo.clusters"
-SCHEMA_VERSION = 2
-#: Versions this module reads. Version 1 had no ``t_true``; it reads as NaN (no time truth).
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+#: Versions this module reads. Version 1 had no ``t_true``; it reads as NaN (no time truth). Versions
+#: 1 and 2 had no ``centre`` (the window centre); it reads as impact point minus offset (from truth).
+READABLE_VERSIONS = (1, 2, 3)
 
 #: field -> (dtype, number of trailing axes); energy's trailing shape is [L, K, K] or [L, Ny, Nx].
 FIELDS: dict[str, tuple[str, int]] = {
     "energy": ("float32", 3), "time": ("float32", 3), "e_true": ("float32", 0), "x": ("float32", 0), "y": ("float32", 0),
     "tx": ("float32", 0), "ty": ("float32", 0), "pid": ("int32", 0), "offset": ("float32", 1),
+    "centre": ("float32", 1),
     "cell_index": ("int32", 1), "cell_size_mm": ("float32", 0), "region": ("int32", 0),
     "status": ("int32", 0), "leakage": ("float32", 0), "n_background": ("int32", 0),
     "t_true": ("float32", 0),
 }
 #: Fields added after version 1 (absent from version-1 files).
-_ADDED_IN = {"t_true": 2}
-_FINITE = ("energy", "time", "e_true", "x", "y", "tx", "ty")
+_ADDED_IN = {"t_true": 2, "centre": 3}
+_FINITE = ("energy", "time", "e_true", "x", "y", "tx", "ty", "centre")
 
 
 
@@ -358,6 +361,8 @@ def iter_clusters(path, *, chunk_size: int = 65536, check_values: bool = True) -
             if check_values:
                 check_cluster_values(arrays, start, where=str(path), signed_cells=signed,
                                      n_regions=n_regions)
+            if "centre" not in arrays:          # before version 3: the window centre from truth
+                arrays["centre"] = (np.stack([arrays["x"], arrays["y"]], axis=1) - arrays["offset"]).astype(np.float32)
             for name, (dtype, _) in FIELDS.items():
                 if name not in arrays:          # older schema: field unknown at the time
                     arrays[name] = np.full(stop - start, np.nan, dtype)
@@ -455,7 +460,7 @@ def import_calochallenge(src, dst, *, layers: int, ny: int, nx: int, cell_size_m
                 e_true = np.asarray(inc[start:stop], dtype=np.float64).reshape(m) * scale
                 zeros = np.zeros(m, np.float32)
                 w.append(dict(energy=e.astype(np.float32), time=np.zeros(e.shape, np.float32), e_true=e_true.astype(np.float32), x=zeros, y=zeros,
-                              tx=zeros, ty=zeros, pid=np.full(m, pid, np.int32), offset=np.zeros((m, 2), np.float32),
+                              tx=zeros, ty=zeros, pid=np.full(m, pid, np.int32), offset=np.zeros((m, 2), np.float32), centre=np.zeros((m, 2), np.float32),
                               cell_index=np.full((m, 2), -1, np.int32), cell_size_mm=np.full(m, cell_size_mm, np.float32),
                               region=np.zeros(m, np.int32), status=np.zeros(m, np.int32),
                               leakage=np.full(m, np.nan, np.float32), n_background=np.zeros(m, np.int32),

@@ -245,7 +245,8 @@ def _clusters(n=120, seed=0):
     z = np.zeros(n, np.float32)
     return dict(energy=e, time=np.where(e > 0, 40.0, 0.0).astype(np.float32),
                 e_true=rng.uniform(1, 50, n).astype(np.float32), x=z + 300, y=z + 200, tx=z + 0.02, ty=z + 0.01,
-                pid=np.full(n, 22, np.int32), offset=np.zeros((n, 2), np.float32), cell_index=np.ones((n, 2), np.int32),
+                pid=np.full(n, 22, np.int32), offset=np.zeros((n, 2), np.float32), centre=np.zeros((n, 2), np.float32) + 300,
+                cell_index=np.ones((n, 2), np.int32),
                 cell_size_mm=z + 15.15, region=(np.arange(n) % 4).astype(np.int32), status=np.zeros(n, np.int32),
                 leakage=z, n_background=np.zeros(n, np.int32), t_true=z + 42.0)
 

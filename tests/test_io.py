@@ -103,6 +103,21 @@ def test_version_1_file_reads_without_time_truth(tmp_path, clusters):
         read_clusters(path)
 
 
+def test_version_2_file_reads_the_window_centre_from_truth(tmp_path, clusters):
+    """Before version 3 the window centre was not stored: it reads as impact point minus offset, which is
+    what the simulator stores as ``centre`` (checked on the fixture's simulated clusters)."""
+    ok = np.asarray(clusters.status) == 0
+    from_truth = np.stack([np.asarray(clusters.x), np.asarray(clusters.y)], axis=1) - np.asarray(clusters.offset)
+    np.testing.assert_allclose(np.asarray(clusters.centre)[ok], from_truth[ok], atol=1e-3)
+    assert ok.sum() > 10
+    path = write_clusters(tmp_path / "v2.h5", clusters)
+    with h5py.File(path, "a") as f:
+        f.attrs["schema_version"] = 2
+        del f["clusters/centre"]
+    back = read_clusters(path)
+    np.testing.assert_allclose(back.centre, from_truth.astype(np.float32), atol=1e-3)
+
+
 def test_time_truth_is_the_flight_time(clusters):
     ok = np.asarray(clusters.status) == 0
     z = dc.layout.lhcb_upgrade2_baseline().z_mm
@@ -114,7 +129,7 @@ def test_wrong_schema_version_missing_field_and_nan(tmp_path, clusters):
     path = write_clusters(tmp_path / "v.h5", clusters)
     with h5py.File(path, "a") as f:
         f.attrs["schema_version"] = 99
-    with pytest.raises(DatasetError, match=r"schema_version = 99; this diffcalo reads versions \(1, 2\)"):
+    with pytest.raises(DatasetError, match=r"schema_version = 99; this diffcalo reads versions \(1, 2, 3\)"):
         read_clusters(path)
     path = write_clusters(tmp_path / "m.h5", clusters)
     with h5py.File(path, "a") as f:

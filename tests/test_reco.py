@@ -189,11 +189,10 @@ def test_prediction_reads_no_truth(data):
     assert {t: net.use_time for t, net in reco.nets.items()} == dict(energy=True, position=False, time=True)
     te = jax.tree_util.tree_map(np.asarray, te)
     n = te.n
-    centre = np.stack([te.x - te.offset[:, 0], te.y - te.offset[:, 1]], axis=1)
     t_garbage = np.where(np.arange(n) % 2 == 0, np.nan, 1e6).astype(np.float32)
     nan = np.full(n, np.nan, np.float32)
-    garbage = dataclasses.replace(te, e_true=nan, t_true=t_garbage, tx=nan, ty=nan, x=centre[:, 0], y=centre[:, 1],
-                                  offset=np.zeros_like(te.offset), pid=np.full_like(te.pid, -999), leakage=nan,
+    garbage = dataclasses.replace(te, e_true=nan, t_true=t_garbage, tx=nan, ty=nan, x=nan, y=nan,
+                                  offset=np.full_like(te.offset, np.nan), pid=np.full_like(te.pid, -999), leakage=nan,
                                   n_background=np.full_like(te.n_background, 12345))
     real, blind = reco.predict(te), reco.predict(garbage)
     assert real.keys() == blind.keys()

@@ -89,8 +89,9 @@ def section_slope(energy, w0: float = 4.0) -> np.ndarray:
 
 
 def window_centre(clusters) -> np.ndarray:
-    """Global (x, y) of each cluster's window centre [n, 2] (mm): impact point minus offset."""
-    return np.stack([np.asarray(clusters.x), np.asarray(clusters.y)], axis=1) - np.asarray(clusters.offset)
+    """Global (x, y) of each cluster's window centre [n, 2] (mm): ``clusters.centre``, the seed cell's
+    centre (a detector quantity: no truth is read)."""
+    return np.asarray(clusters.centre, dtype=float)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,8 +14,8 @@ region one-hot, distance of the window from the beam / 1 m) and vector features,
 symmetry augmentation of training: the classical offset in cell units, the window centre in m and
 (with several sections) the classical slopes x 10.
 
-Nothing here reads the truth fields of the clusters (e_true, t_true, the slopes) except through the
-window centre, which :func:`~diffcalo.reco.classical.window_centre` takes as impact point minus offset.
+Nothing here reads the truth fields of the clusters (e_true, x, y, offset, t_true, the slopes): the
+window centre is ``clusters.centre``, the seed cell's centre (:func:`~diffcalo.reco.classical.window_centre`).
 """
 
 from __future__ import annotations

@@ -65,6 +65,7 @@ def simulate_parametric(geometry: Layout, cell_sizes, tables: dict, tables_bg, p
         y_edges = ((jnp.arange(ny + 1) - 0.5 * ny) * c)[:, None]
         ax0, ay0 = particles.x, particles.y
         offset = jnp.stack([particles.x, particles.y], axis=-1)
+        centre = jnp.zeros_like(offset)                                    # the wall centre
         ix, iy, _, _ = layout.cell_of(particles.x, particles.y, cell)
     else:
         # impact cell on its module's grid; the centre is differentiable in the cell size
@@ -72,6 +73,7 @@ def simulate_parametric(geometry: Layout, cell_sizes, tables: dict, tables_bg, p
         ax0, ay0 = particles.x - cx, particles.y - cy
         window_centre = (cx, cy)
         offset = jnp.stack([ax0, ay0], axis=-1)
+        centre = jnp.stack([cx, cy], axis=-1)
         base = jnp.arange(window + 1) - 0.5 * window                      # [K+1] in cell units
         x_edges = y_edges = base[:, None] * cell[None, :]                 # [K+1, n]
     showers = Showers(energy=energy, is_photon=is_photon, ax0=ax0, ay0=ay0, tx=particles.tx, ty=particles.ty,
@@ -109,7 +111,7 @@ def simulate_parametric(geometry: Layout, cell_sizes, tables: dict, tables_bg, p
     times = jnp.moveaxis(times, -1, 0)
     return Clusters(
         energy=cells, time=times, e_true=particles.energy, x=particles.x, y=particles.y, tx=particles.tx,
-        ty=particles.ty, pid=particles.pid, offset=offset,
+        ty=particles.ty, pid=particles.pid, offset=offset, centre=jnp.where(ok[:, None], centre, 0.0),
         cell_index=jnp.where(ok[:, None], jnp.stack([ix, iy], axis=-1), -1),
         cell_size_mm=jnp.where(ok, cell, 0.0), region=region, status=status,
         leakage=jnp.where(ok, leakage, 0.0), n_background=n_background,
