@@ -371,12 +371,13 @@ def _cmd_evaluate(args) -> int:
     import json
 
     from diffcalo.io import dataset_info
-    from diffcalo.metrics import format_fit
+    from diffcalo.layout import cell_size_label
+    from diffcalo.metrics import cell_centre_width, format_fit, no_better_than_cell_centre
     from diffcalo.plotting import plot_reco
     from diffcalo.production import dataset_layout
     from diffcalo.progress import phase
     from diffcalo.reco import Reconstruction, evaluate
-    from diffcalo.study.design import cell_size_label, technology_label
+    from diffcalo.technologies import technology_label
 
     show = not args.quiet
     with phase(f"loading {args.model} and {args.data}", enabled=show):
@@ -389,7 +390,8 @@ def _cmd_evaluate(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(ev["regions"], indent=1))
     layout = dataset_layout(args.data)
-    names = None if layout is None else [f"region {i + 1} ({r.name}): {technology_label(r.technology)} "
+    # regions by their index in the data (as in metrics.json, the figure names and `diffcalo inspect`)
+    names = None if layout is None else [f"region {i} ({r.name}): {technology_label(r.technology)} "
                                          f"{cell_size_label(r.cell_size_mm)} cm" for i, r in enumerate(layout.regions)]
     with phase("drawing the figures", enabled=show):
         paths = plot_reco(ev, clusters, out, names=names,
@@ -399,9 +401,11 @@ def _cmd_evaluate(args) -> int:
             b = entry[who]
             pos = b["position_mm"]["core"]
             t = f", time core {b['time_ps']['core']:.1f} ps" if "time_ps" in b else ""
+            flat = (f" (no better than the cell centre, cell/sqrt(12) = {cell_centre_width(entry['cell_mm']):.2f} mm)"
+                    if no_better_than_cell_centre(pos, entry["cell_mm"]) else "")
             print(f"region {r} {who:9s}: energy core {100 * b['energy_rel']['core']:.2f} % "
                   f"(calibrated sigma/E: {format_fit(b['calibrated_energy_fit'])}), "
-                  f"position core {pos[0]:.2f} / {pos[1]:.2f} mm (x / y){t}")
+                  f"position core {pos[0]:.2f} / {pos[1]:.2f} mm (x / y){flat}{t}")
     for r, n in ev["skipped"].items():
         print(f"region {r}: only {n} usable clusters (fewer than 50): not evaluated")
     print(f"wrote {out / 'metrics.json'} and {len(paths)} figure(s) to {out}")
@@ -498,7 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
     quiet(p)
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("validate", help="print the physics validation figures")
+    p = sub.add_parser("validate", help="print the physics validation figures",
+                       description="Physics validation of the parametric simulator: the LHCb Shashlik photon "
+                       "resolution, the shower maximum vs ln E, the fraction of energy within one Moliere radius, "
+                       "and the comparison with Geant4 11.4 LUXE electron showers (sampling fraction, resolution, "
+                       "containment, layer profiles); about 40 s on 2 cores.")
     p.add_argument("-n", type=_positive_int, default=3000, help="photons per energy for the Shashlik fit "
                    "(default: %(default)s)")
     p.add_argument("--geant4", help="Geant4 LUXE reference file (default: the copy shipped in diffcalo/data/geant4)")

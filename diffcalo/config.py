@@ -284,6 +284,8 @@ class RecoConfig:
 _RECO_INT_BOUNDS = {"seed": (0, 2 ** 31 - 1), "kernel": (1, 15), "conv_dims": (2, 3), "batch_size": (1, 1 << 20),
                     "epochs": (1, 100_000), "patience": (1, 100_000)}
 _RECO_WIDTH_MAX = 4096
+#: Bounds (low, high, low excluded) of float settings; the others are in [0, 1e6].
+_RECO_FLOAT_BOUNDS = {"learning_rate": (0.0, 1e6, True)}
 
 
 def _check_fields(prefix: str, raw: dict, defaults) -> None:
@@ -299,7 +301,8 @@ def _check_fields(prefix: str, raw: dict, defaults) -> None:
         elif isinstance(default, int):
             check_int(name, value, *_RECO_INT_BOUNDS.get(key, (0, 10 ** 9)))
         elif isinstance(default, float):
-            check_number(name, value, 0.0, 1e6)
+            lo, hi, strict = _RECO_FLOAT_BOUNDS.get(key, (0.0, 1e6, False))
+            check_number(name, value, lo, hi, strict=strict)
         elif isinstance(default, tuple):
             if not isinstance(value, list):
                 raise _fail(name, value, f"a list of layer widths (integers 1..{_RECO_WIDTH_MAX})")
@@ -361,6 +364,10 @@ def _load_reco_config(path: pathlib.Path) -> RecoConfig:
     _check_fields("reco.train", train_raw, TrainConfig())
     for x, table in per_task.items():
         _check_fields(f"reco.train.{x}", table, TrainConfig())
+    try:                                   # the shared table on its own: its errors name [reco.train]
+        TrainConfig.from_dict(train_raw)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"{path}: [reco.train]: {exc}") from None
     for x in tasks:
         merged = {**train_raw, **per_task.get(x, {})}
         try:

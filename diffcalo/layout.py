@@ -20,12 +20,21 @@ import numpy as np
 
 from diffcalo.checks import is_int, is_number
 
-__all__ = ["Region", "Layout", "lhcb_current", "lhcb_upgrade2_baseline", "luxe", "toy", "PRESETS",
+__all__ = ["cell_size_label", "Region", "Layout", "lhcb_current", "lhcb_upgrade2_baseline", "luxe", "toy", "PRESETS",
            "preset", "STATUS_OK", "STATUS_BEAM_HOLE", "STATUS_OUTSIDE"]
 
 STATUS_OK = 0
 STATUS_BEAM_HOLE = 1
 STATUS_OUTSIDE = 2
+
+
+def cell_size_label(cell_mm: float) -> str:
+    """A cell size (mm) in cm as physicists name it, without the unit: 60.6 mm -> "6", 15.15 mm -> "1.5",
+    24.24 mm -> "2.4"."""
+    cm = cell_mm / 10.0
+    if round(cm) >= 1 and abs(cm - round(cm)) <= 0.03 * cm:
+        return f"{round(cm):d}"
+    return f"{cm:.2g}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -171,6 +171,19 @@ def format_fit(fit) -> str:
     return f"{text} (χ²/ndf = {chi2:.1f}/{int(ndf)})"
 
 
+def cell_centre_width(cell_mm: float) -> float:
+    """The width (standard deviation) of a position residual that knows only the cell: a uniform
+    distribution over one cell, cell / sqrt(12) (mm)."""
+    return float(cell_mm) / np.sqrt(12.0)
+
+
+def no_better_than_cell_centre(core_mm, cell_mm: float, tolerance: float = 0.15) -> bool:
+    """True when every position core width in ``core_mm`` (mm; x and y) is within ``tolerance`` (15 %)
+    of, or above, :func:`cell_centre_width`: the estimate carries no information beyond which cell was hit
+    (as with pile-up-dominated windows)."""
+    return bool(np.all(np.asarray(core_mm, dtype=float) >= (1.0 - tolerance) * cell_centre_width(cell_mm)))
+
+
 def fit_curve_resolution(curve: dict, *, calibrated: bool = False, fit_noise: bool = True) -> dict:
     """:func:`fit_resolution` of an :func:`energy_curve` as a JSON-able dict: the widths of E_reco / E
     (``calibrated=False``) or the calibrated, response-corrected ones (points where the response

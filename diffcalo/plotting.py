@@ -9,7 +9,9 @@ import pathlib
 
 import numpy as np
 
+from diffcalo.layout import cell_size_label
 from diffcalo.metrics import ResolutionFit, fit_mass_peak, format_fit
+from diffcalo.technologies import technology_label
 
 __all__ = ["plot_layout", "plot_clusters", "plot_occupancy", "plot_reco", "plot_mass_peak", "TECHNOLOGY_COLOURS"]
 
@@ -89,7 +91,7 @@ def plot_layout(layout, path, *, registry=None, title: str | None = None) -> pat
         segs = [[(x, -hy), (x, hy)] for x in xs] + [[(-hx, y), (hx, y)] for y in ys]
         lw = 0.15 if c < m else 0.35
         ax.add_collection(LineCollection(segs, colors="k", linewidths=lw, alpha=0.6))
-        label = f"{r.name}: {r.technology} {c / 10:g} cm" + (f", {rows[i]['sections']} sections" if rows[i]["sections"] > 1 else "")
+        label = f"{r.name}: {technology_label(r.technology)} {cell_size_label(c)} cm" + (f", {rows[i]['sections']} sections" if rows[i]["sections"] > 1 else "")
         colours.setdefault(r.technology, colour)
         legend.append((label, fill, rows[i]))
     if layout.beam_hole[0] > 0:

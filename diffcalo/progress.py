@@ -17,13 +17,22 @@ __all__ = ["phase"]
 @contextlib.contextmanager
 def phase(message: str, *, enabled: bool = True, stream=None):
     """Context manager: report ``message`` and its elapsed time while the block runs (nothing when
-    ``enabled`` is False). The ticker is a daemon thread that only writes to ``stream`` (stderr)."""
+    ``enabled`` is False). On a terminal a daemon thread ticks the elapsed time every second; to a file
+    (a captured log) it writes one line at the start and one at the end."""
     if not enabled:
         yield
         return
     from tqdm import tqdm
 
     stream = stream or sys.stderr
+    if not (hasattr(stream, "isatty") and stream.isatty()):     # a log file: the start and the end only
+        print(f"{message} ...", file=stream, flush=True)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            print(f"{message}: {time.perf_counter() - t0:.0f} s", file=stream, flush=True)
+        return
     bar = tqdm(total=None, desc=message, bar_format="{desc} ... {elapsed}", file=stream, leave=False)
     done = threading.Event()
 

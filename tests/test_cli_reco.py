@@ -73,3 +73,14 @@ def test_reco_config_errors_name_key_value_and_allowed(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_reco_config(path)
+
+
+def test_reco_config_errors_name_the_table_that_holds_the_key(tmp_path):
+    shared_typo = tmp_path / "a.toml"
+    shared_typo.write_text('[reco]\ntasks = ["energy"]\n[reco.train]\nepoch = 3\n[reco.train.energy]\nloss = "mse"\n')
+    with pytest.raises(ConfigError, match=r"\[reco.train\]: train: unknown option\(s\) \['epoch'\]"):
+        load_reco_config(shared_typo)
+    zero = tmp_path / "b.toml"
+    zero.write_text("[reco]\n[reco.train]\nlearning_rate = 0\n")
+    with pytest.raises(ConfigError, match=r"reco.train.learning_rate = 0: must be a finite number > 0"):
+        load_reco_config(zero)

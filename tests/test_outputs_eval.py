@@ -161,3 +161,14 @@ def test_format_measurement_rounds_the_value_to_the_error():
     assert metrics.format_measurement(106.5, 3.0) == "106.5 ± 3.0"
     assert metrics.format_measurement(1234.5, 56.0) == "1234 ± 56"      # two significant digits of the error
     assert metrics.format_measurement(0.123456, 0.0123) == "0.123 ± 0.012"
+
+
+def test_a_position_that_knows_only_the_cell_is_flagged():
+    rng = np.random.default_rng(0)
+    cell = 15.15
+    flat = rng.uniform(-cell / 2, cell / 2, (20000, 2))                     # the estimate says "cell centre"
+    core = metrics.width_summary(flat)["core"]
+    assert metrics.cell_centre_width(cell) == pytest.approx(4.373, abs=1e-3)
+    assert metrics.no_better_than_cell_centre(core, cell)
+    assert not metrics.no_better_than_cell_centre([0.5, 0.6], cell)
+    assert not metrics.no_better_than_cell_centre([4.5, 1.0], cell)       # y is measured

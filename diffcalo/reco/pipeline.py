@@ -99,6 +99,9 @@ class Reconstruction:
     @classmethod
     def load(cls, directory) -> "Reconstruction":
         d = pathlib.Path(directory)
+        if not d.is_dir():
+            raise FileNotFoundError(f"{d}: no such directory (a reconstruction is a directory written by "
+                                    "diffcalo train or Reconstruction.save)")
         if not (d / "classical.json").exists():
             raise FileNotFoundError(f"{d}: not a saved reconstruction (no classical.json)")
         meta = json.loads((d / "classical.json").read_text())

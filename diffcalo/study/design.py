@@ -21,11 +21,12 @@ e.g. ``"SpaCal-Pb 3 cm (ring 1) / Shashlik 6 cm (ring 9) / Shashlik 6 cm, no spl
 
 from __future__ import annotations
 
+from diffcalo.layout import cell_size_label
 from diffcalo.study.config import StudyConfig, parse_option, require_study_config
+from diffcalo.technologies import technology_label
 
 __all__ = ["read_designs", "design_space", "layout_from_design", "describe_design", "describe_layout",
-           "describe_preset", "parameter_label", "value_label", "technology_label",
-           "cell_size_label", "PRESET_TITLES"]
+           "describe_preset", "parameter_label", "value_label", "PRESET_TITLES"]
 
 #: What each layout preset is, in words.
 PRESET_TITLES = {"lhcb-current": "current LHCb layout", "lhcb-upgrade2-baseline": "LHCb Upgrade II baseline",
@@ -83,24 +84,6 @@ def design_space(config: StudyConfig):
 
 
 # ---- words ---------------------------------------------------------------------------------------------
-def cell_size_label(cell_mm: float) -> str:
-    """A cell size (mm) in cm as physicists name it, without the unit: 60.6 mm -> "6", 15.15 mm -> "1.5",
-    24.24 mm -> "2.4"."""
-    cm = cell_mm / 10.0
-    if round(cm) >= 1 and abs(cm - round(cm)) <= 0.03 * cm:
-        return f"{round(cm):d}"
-    return f"{cm:.2g}"
-
-
-def technology_label(name: str) -> str:
-    """A registered technology's display name (``Technology.display_name``: "spacal-pb" -> "SpaCal-Pb");
-    an unknown name is returned as it is."""
-    from diffcalo.technologies import default_registry
-
-    reg = default_registry()
-    return reg.get(name).display_name if name in reg else name
-
-
 def _option_label(option) -> str:
     tech, cell = parse_option(option)
     return f"{technology_label(tech)} {cell_size_label(cell)} cm"

@@ -24,6 +24,7 @@ import numpy as np
 
 from diffcalo.io import write_text_atomic
 from diffcalo.metrics import format_measurement
+from diffcalo.samples import M_PI0
 from diffcalo.study.config import FIGURES_OF_MERIT, StudyConfig, study_config_from_flat
 from diffcalo.study.design import (
     PRESET_TITLES,
@@ -32,10 +33,10 @@ from diffcalo.study.design import (
     design_space,
     layout_from_design,
     parameter_label,
-    technology_label,
     value_label,
 )
 from diffcalo.study.runner import load_journal
+from diffcalo.technologies import technology_label
 
 __all__ = ["write_report", "pareto_front", "gp_slices_figure", "FOM_DESCRIPTIONS", "fom_label", "format_fom"]
 
@@ -213,27 +214,33 @@ def _metrics_rows(cfg: StudyConfig, m: dict) -> list[str]:
 
 def _resolution_rows(curves) -> tuple[list[str], list[str]]:
     """The per-region resolution table (rows) and the poor fits named (for a note under it)."""
-    from diffcalo.metrics import POOR_FIT_P_VALUE, fit_p_value, format_fit
+    from diffcalo.metrics import POOR_FIT_P_VALUE, fit_p_value, format_fit, no_better_than_cell_centre
 
     rows = ["| layout | region | cell size (mm) | energy core σ(E)/E (%) | resolution fit σ(E)/E = a/√E ⊕ b ⊕ c/E "
             "(E in GeV) | position core σx, σy (mm) |", "|---|---|---|---|---|---|"]
-    poor = []
+    poor, cell_centre = [], False
     for label, regions in curves:
         for r in regions:
             fit = r.get("energy_fit", {})
             ex, ey = (r.get("position_core_err_mm") or (None, None))
             px, py = r["position_core_mm"]
+            flat = no_better_than_cell_centre((px, py), r["cell_mm"])
+            cell_centre = cell_centre or flat
             rows.append(f"| {label} | {r['region'] + 1} | {r['cell_mm']:.1f} | "
                         f"{_with_error(r['energy_core'], r.get('energy_core_err'), 100)} | {format_fit(fit)} | "
-                        f"{_with_error(px, ex)}, {_with_error(py, ey)} |")
+                        f"{_with_error(px, ex)}, {_with_error(py, ey)}{' †' if flat else ''} |")
             if fit.get("chi2") is not None and fit.get("ndf") is not None and \
                     fit_p_value(fit["chi2"], int(fit["ndf"])) < POOR_FIT_P_VALUE:
                 poor.append(f"{label}, region {r['region'] + 1}")
-    notes = []
+    notes = ["Fit terms: c/E with c in MeV and E in GeV (c = 70 MeV/E is 0.07/E); \"< x\" is a one-sigma upper "
+             "limit (the term is compatible with 0)."]
+    if cell_centre:
+        notes.append("† position core width within 15 % of cell size/√12, the width of a position that knows only "
+                     "the hit cell: the reconstruction finds no position inside the cell (pile-up-dominated windows).")
     if poor:
-        notes = [f"**Poor fits** (χ² probability below {100 * POOR_FIT_P_VALUE:g} %): {'; '.join(poor)}. The "
+        notes.append(f"**Poor fits** (χ² probability below {100 * POOR_FIT_P_VALUE:g} %): {'; '.join(poor)}. The "
                  "a/√E ⊕ b ⊕ c/E curve does not describe these points; read the measured curve "
-                 "(resolution_curves.png), not the fitted terms."]
+                 "(resolution_curves.png), not the fitted terms.")
     return rows, notes
 
 
@@ -273,9 +280,18 @@ def write_report(run_dir) -> pathlib.Path:
     best_text = describe_design(cfg, best["design"])
     capped = [r["metrics"].get("pileup_capped_fraction", 0.0) for r in done]
     if max(capped) > 0.001:
-        lines += [f"**Pile-up cap:** in up to {100 * max(capped):.1f} % of the windows (median "
+        lines += [f"**Pile-up cap:** in {100 * min(capped):.1f} to {100 * max(capped):.1f} % of the windows (median "
                   f"{100 * float(np.median(capped)):.1f} %) more background particles were drawn than the simulator's "
-                  "cap of 12 per window and the excess was dropped: the figures underestimate pile-up there.", ""]
+                  "cap of 12 per window and the excess was dropped: the figures underestimate pile-up there, and by "
+                  "an amount that depends on the design (more for large cells), which biases comparisons between "
+                  "designs.", ""]
+    if fname == "pi0_width":
+        mean = best["metrics"].get("pi0_mean_mev")
+        if isinstance(mean, (int, float)) and abs(mean - 1000 * M_PI0) > 200 * M_PI0:
+            lines += [f"**Pile-up dominated:** the best design's π0 peak sits at {mean:.0f} MeV instead of "
+                      f"{1000 * M_PI0:.0f} MeV: the photon energies are dominated by pile-up in the reconstruction "
+                      "windows, and the widths compare how designs cope with that, not their resolution for isolated "
+                      "photons.", ""]
     layout = layout_from_design(cfg, best["design"])
     plot_layout(layout, run_dir / "best_layout.png",
                 title=f"best design (evaluation {best['id']})\n{best_text}\n{FOM_DESCRIPTIONS[fname][0]} "
@@ -338,7 +354,8 @@ def write_report(run_dir) -> pathlib.Path:
         figures.insert(1, "resolution_curves.png")
         rows, notes = _resolution_rows(curves)
         lines += ["## Resolution per region (held-out photons, reconstruction network)", ""] + rows + [""]
-        lines += [*notes, ""] if notes else []
+        for note in notes:                       # one paragraph each
+            lines += [note, ""]
     t = [r["timings"] for r in done if r["timings"]]
     if t:
         keys = [k for k in ("simulate", "train", "metrics", "total") if k in t[0]]

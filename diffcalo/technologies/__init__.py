@@ -8,7 +8,8 @@ from diffcalo.technologies.registry import (
     default_registry,
     get,
     register,
+    technology_label,
 )
 
 __all__ = ["Block", "Technology", "validate_cell_size", "Registry", "ENTRY_POINT_GROUP",
-           "available", "default_registry", "get", "register"]
+           "available", "default_registry", "get", "register", "technology_label"]

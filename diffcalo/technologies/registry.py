@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 
 from diffcalo.technologies.base import Technology
 
-__all__ = ["Registry", "ENTRY_POINT_GROUP", "register", "get", "available", "default_registry"]
+__all__ = ["Registry", "ENTRY_POINT_GROUP", "register", "get", "available", "default_registry", "technology_label"]
 
 ENTRY_POINT_GROUP = "diffcalo.technologies"
 
@@ -110,3 +110,10 @@ def get(name: str) -> Technology:
 def available() -> list[str]:
     """Names of the technologies in the default registry."""
     return default_registry().available()
+
+
+def technology_label(name: str) -> str:
+    """A registered technology's display name (``Technology.display_name``: "spacal-pb" -> "SpaCal-Pb");
+    an unknown name is returned as it is."""
+    reg = default_registry()
+    return reg.get(name).display_name if name in reg else name
