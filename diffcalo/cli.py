@@ -417,6 +417,7 @@ PRESET_HELP = "preset: lhcb-current, lhcb-upgrade2-baseline, luxe, toy"
 
 def build_parser() -> argparse.ArgumentParser:
     from diffcalo import __version__
+    from diffcalo.study.config import EXECUTORS
 
     parser = argparse.ArgumentParser(prog="diffcalo", description=__doc__.split("\n")[0],
                                      epilog="configuration formats: docs/configuration.md; examples: diffcalo/examples/")
@@ -451,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("study", help="study TOML (docs/configuration.md; example: diffcalo/examples/study.toml)")
         p.add_argument("-o", "--output", help="run directory (default: runs/<study name>)")
         p.add_argument("--resume", action="store_true", help="continue the journal in the run directory")
-        p.add_argument("--executor", choices=("inprocess", "process", "dask"), help="override [executor] kind")
+        p.add_argument("--executor", choices=EXECUTORS, help="override [executor] kind")
         p.add_argument("--workers", type=_positive_int, help="override [executor] workers")
         p.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786 "
                        "(implies --executor dask)")

@@ -288,15 +288,20 @@ _RECO_WIDTH_MAX = 4096
 _RECO_FLOAT_BOUNDS = {"learning_rate": (0.0, 1e6, True)}
 
 
-def _check_fields(prefix: str, raw: dict, defaults) -> None:
+def _check_fields(prefix: str, raw: dict, defaults, choices: dict | None = None) -> None:
     """Type-check a reconstruction table against the defaults of its dataclass: bools must be booleans,
-    integers integers (bounded), numbers finite numbers, layer lists lists of integers (1..4096)."""
+    integers integers (bounded), numbers finite numbers, layer lists lists of integers (1..4096), and
+    the keys of ``choices`` one of their allowed names (errors name the full key, e.g.
+    ``reco.train.time.loss``)."""
+    choices = choices or {}
     for key, value in raw.items():
         if key not in {f.name for f in dataclasses.fields(defaults)}:
             continue                                    # unknown keys are reported by the caller
         default = getattr(defaults, key)
         name = f"{prefix}.{key}"
-        if isinstance(default, bool):
+        if key in choices:
+            check_choice(name, value, choices[key])
+        elif isinstance(default, bool):
             check_bool(name, value)
         elif isinstance(default, int):
             check_int(name, value, *_RECO_INT_BOUNDS.get(key, (0, 10 ** 9)))
@@ -323,6 +328,8 @@ def load_reco_config(path) -> RecoConfig:
 
 def _load_reco_config(path: pathlib.Path) -> RecoConfig:
     from diffcalo.reco import TASKS, ModelConfig, TrainConfig
+    from diffcalo.reco.config import OPTIMIZERS, SCHEDULES
+    from diffcalo.reco.losses import LOSSES
 
     path = pathlib.Path(path)
     raw = _read_toml(path)
@@ -361,9 +368,10 @@ def _load_reco_config(path: pathlib.Path) -> RecoConfig:
         if not isinstance(table, dict):
             raise _fail(f"reco.train.{x}", table, f"must be a table [reco.train.{x}]")
     train = {}
-    _check_fields("reco.train", train_raw, TrainConfig())
+    choices = dict(loss=LOSSES, optimizer=OPTIMIZERS, schedule=SCHEDULES)
+    _check_fields("reco.train", train_raw, TrainConfig(), choices)
     for x, table in per_task.items():
-        _check_fields(f"reco.train.{x}", table, TrainConfig())
+        _check_fields(f"reco.train.{x}", table, TrainConfig(), choices)
     try:                                   # the shared table on its own: its errors name [reco.train]
         TrainConfig.from_dict(train_raw)
     except (TypeError, ValueError, OverflowError) as exc:

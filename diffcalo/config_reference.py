@@ -72,7 +72,7 @@ def simulation_keys() -> list[Key]:
         Key("layout.modules_y", None, "integer", f"1 ... {MAX_MODULES}", "modules", "Definition: wall height."),
         Key("layout.beam_hole", None, "[integer, integer]", ">= 0 each", "modules",
             "Definition: central beam hole, width and height.", default=list(layout_default["beam_hole"])),
-        Key("layout.z_mm", None, "float", f"> 0, <= {MAX_Z_MM:g}", "mm",
+        Key("layout.z_mm", None, "float", f">= 0, <= {MAX_Z_MM:g} (0: test beam at normal incidence)", "mm",
             "Definition: distance of the wall's front face from the interaction point.", default=layout_default["z_mm"]),
         Key("layout.regions", None, "list of tables", "at least one", "",
             "Definition: the regions, innermost first; the last covers the whole wall."),

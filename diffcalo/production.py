@@ -146,17 +146,24 @@ def showers_summary(layout, *, n: int, mode: str = "realistic", window: int = 5,
 
 def dataset_layout(path):
     """The :class:`~diffcalo.layout.Layout` a dataset was simulated with, from its stored simulation
-    config; None for datasets without one (e.g. imported from CaloChallenge files)."""
+    config; None for datasets without one (e.g. imported from CaloChallenge files).
+
+    Raises:
+        DatasetError: the stored layout cannot be built (e.g. a plugin technology that is not installed).
+    """
     from diffcalo.config import SimulationConfig
-    from diffcalo.errors import ConfigError
+    from diffcalo.errors import ConfigError, DatasetError
     from diffcalo.io import dataset_info
 
     cfg = dataset_info(path)["config"]
+    if not isinstance(cfg, dict) or "layout" not in cfg:
+        return None
     known = {f.name for f in dataclasses.fields(SimulationConfig)}
     try:
         return SimulationConfig(**{k: v for k, v in cfg.items() if k in known}).build_layout()
-    except (ConfigError, TypeError, ValueError, KeyError):
-        return None
+    except (ConfigError, TypeError, ValueError, KeyError) as exc:
+        raise DatasetError(f"{path}: the layout stored with the dataset cannot be built ({exc}); is a plugin "
+                           "technology it uses missing?") from None
 
 
 def dataset_z_mm(path) -> float:

@@ -59,8 +59,8 @@ def test_train_refuses_a_dataset_of_another_shape(dataset, upgrade2, capsys, tmp
 
 @pytest.mark.parametrize("text, message", [
     ("[reco]\ntasks = ['energy', 'mass']", r"reco.tasks = \['energy', 'mass'\]: a non-empty list of"),
-    ("[reco.train]\nloss = 'l3'", r"\[reco.train\]: train.loss = 'l3'; allowed: mse, mae, huber"),
-    ("[reco.train.time]\noptimizer = 'lbfgs'", r"\[reco.train.time\]: train.optimizer = 'lbfgs'; allowed: adam, adamw"),
+    ("[reco.train]\nloss = 'l3'", r"reco.train.loss = 'l3': allowed: mse, mae, huber"),
+    ("[reco.train.time]\noptimizer = 'lbfgs'", r"reco.train.time.optimizer = 'lbfgs': allowed: adam, adamw"),
     ("[reco.model]\nconv = [8, -1]", r"reco.model.conv\[1\] = -1: must be an integer in \[1, 4096\]"),
     ("[reco.model]\nbatch_norm = 'no'", r"reco.model.batch_norm = 'no': must be true or false"),
     ("[reco.train]\nseed = 100000000000000000000000000", r"reco.train.seed = 100000000000000000000000000: must be an integer"),

@@ -8,8 +8,8 @@ from its checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import math
 
+from diffcalo.checks import check_choice, check_int, check_number, fail
 from diffcalo.reco import losses as _losses
 
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES"]
@@ -53,28 +53,17 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.loss not in _losses.LOSSES:
-            raise ValueError(f"train.loss = {self.loss!r}; allowed: {', '.join(_losses.LOSSES)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"train.optimizer = {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"train.schedule = {self.schedule!r}; allowed: {', '.join(SCHEDULES)}")
-        for name in ("learning_rate",):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"train.{name} = {v!r}; must be a positive number")
-        for name in ("batch_size", "epochs"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and v >= 1):
-                raise ValueError(f"train.{name} = {v!r}; must be a positive integer")
-        if not (isinstance(self.patience, int) and self.patience >= 1):
-            raise ValueError(f"train.patience = {self.patience!r}; must be a positive integer")
+        # the same checks as the config loader (diffcalo.checks): a bool is not a number, numbers are finite
+        check_choice("train.loss", self.loss, _losses.LOSSES)
+        check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("train.schedule", self.schedule, SCHEDULES)
+        check_number("train.learning_rate", self.learning_rate, 0.0, strict=True)
+        for name in ("batch_size", "epochs", "patience"):
+            check_int(f"train.{name}", getattr(self, name), 1)
         for name in ("weight_decay", "conv_l2", "dense_l1", "dense_l2"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"train.{name} = {v!r}; must be a number >= 0")
+            check_number(f"train.{name}", getattr(self, name), 0.0)
         if not isinstance(self.loss_options, dict):
-            raise ValueError(f"train.loss_options = {self.loss_options!r}; must be a table of options")
+            raise fail("train.loss_options", self.loss_options, "must be a table of options")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

@@ -42,7 +42,7 @@ _SIMULATE_STREAM = 0x51D0
 def simulate_parametric(geometry: Layout, cell_sizes, tables: dict, tables_bg, particles: Particles, key, region,
                   status, mode: str, window: int, depth_nodes: int, image: bool, pileup=None,
                   max_background: int = 12, timing: bool = True) -> Clusters:
-    # ``geometry``: the wall without regions' technologies (see _canonical_geometry); ``cell_sizes``
+    # ``geometry``: the wall without regions' technologies (see regions.canonical_geometry); ``cell_sizes``
     # [R] and the region tables (R leading) carry everything per region, as traced arrays.
     layout = geometry                     # the kernel below reads the wall's geometry as ``layout``
     n_regions = cell_sizes.shape[0]

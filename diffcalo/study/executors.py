@@ -18,10 +18,7 @@ import os
 from diffcalo.errors import StudyError
 from diffcalo.study.cpus import claim_cpu, exit_with_parent, pinning_disabled
 
-__all__ = ["make_executor", "WORKER_ENV", "EXECUTOR_NAMES"]
-
-#: Executors by name.
-EXECUTOR_NAMES = ("inprocess", "process", "dask")
+__all__ = ["make_executor", "WORKER_ENV"]
 
 #: Environment of worker processes: one thread each for the BLAS libraries. (XLA ignores its old
 #: ``intra_op_parallelism_threads`` flag — measured with jax 0.10: a worker with it still kept two
@@ -176,7 +173,7 @@ class _Dask:
 
 
 def make_executor(kind: str, workers: int = 1, scheduler: str = "", log=print, verbose: bool | None = None):
-    """An executor by name (:data:`EXECUTOR_NAMES`); ``verbose`` keeps Dask's informational logging
+    """An executor by name (:data:`diffcalo.study.config.EXECUTORS`); ``verbose`` keeps Dask's informational logging
     (default: when the environment has ``DIFFCALO_VERBOSE=1``, which ``diffcalo -v`` sets)."""
     if verbose is None:
         verbose = os.environ.get("DIFFCALO_VERBOSE") == "1"
@@ -186,4 +183,6 @@ def make_executor(kind: str, workers: int = 1, scheduler: str = "", log=print, v
         return _Pool(workers)
     if kind == "dask":
         return _Dask(workers, scheduler, verbose=verbose)
-    raise StudyError(f"executor = {kind!r}; allowed: inprocess, process, dask")
+    from diffcalo.study.config import EXECUTORS
+
+    raise StudyError(f"executor = {kind!r}; allowed: {', '.join(EXECUTORS)}")

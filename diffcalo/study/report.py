@@ -35,6 +35,7 @@ from diffcalo.study.design import (
     parameter_label,
     value_label,
 )
+from diffcalo.study.objective import MAX_BACKGROUND_PER_WINDOW
 from diffcalo.study.runner import load_journal
 from diffcalo.technologies import technology_label
 
@@ -282,7 +283,7 @@ def write_report(run_dir) -> pathlib.Path:
     if max(capped) > 0.001:
         lines += [f"**Pile-up cap:** in {100 * min(capped):.1f} to {100 * max(capped):.1f} % of the windows (median "
                   f"{100 * float(np.median(capped)):.1f} %) more background particles were drawn than the simulator's "
-                  "cap of 12 per window and the excess was dropped: the figures underestimate pile-up there, and by "
+                  f"cap of {MAX_BACKGROUND_PER_WINDOW} per window and the excess was dropped: the figures underestimate pile-up there, and by "
                   "an amount that depends on the design (more for large cells), which biases comparisons between "
                   "designs.", ""]
     if fname == "pi0_width":
