@@ -391,8 +391,9 @@ def _cmd_evaluate(args) -> int:
     (out / "metrics.json").write_text(json.dumps(ev["regions"], indent=1))
     layout = dataset_layout(args.data)
     # regions by their index in the data (as in metrics.json, the figure names and `diffcalo inspect`)
-    names = None if layout is None else [f"region {i} ({r.name}): {technology_label(r.technology)} "
-                                         f"{cell_size_label(r.cell_size_mm)} cm" for i, r in enumerate(layout.regions)]
+    names = None if layout is None else [
+        f"region {i}" + ("" if r.name.startswith("region") else f" ({r.name})")
+        + f": {technology_label(r.technology)} {cell_size_label(r.cell_size_mm)} cm" for i, r in enumerate(layout.regions)]
     with phase("drawing the figures", enabled=show):
         paths = plot_reco(ev, clusters, out, names=names,
                           collisions=dataset_info(args.data)["config"].get("collisions"))
