@@ -16,7 +16,7 @@ import typing
 
 import numpy as np
 
-__all__ = ["ResolutionFit", "fit_resolution", "format_fit", "fit_terms", "FitTerm", "fit_p_value", "POOR_FIT_P_VALUE",
+__all__ = ["ResolutionFit", "fit_resolution", "format_fit", "is_poor_fit", "format_measurement", "measurement_parts", "fit_terms", "FitTerm", "fit_p_value", "POOR_FIT_P_VALUE",
            "binned_resolution", "core_width", "energy_curve", "width_summary",
            "pi0_mass", "fit_mass_peak", "significance", "Significance", "relative_rms_jnp", "stochastic_term_jnp",
            "rms_jnp"]
@@ -105,11 +105,17 @@ def _decimals(err: float) -> int:
     return int(min(3, max(0, 1 - np.floor(np.log10(err))))) if np.isfinite(err) and err > 0 else 2
 
 
-def format_measurement(value: float, err: float) -> str:
+def measurement_parts(value: float, err: float, decimals: int | None = None) -> tuple[str, str]:
+    """The texts of a value and its error, both to ``decimals`` places (default: the error to two
+    significant digits, :func:`format_measurement`)."""
+    d = _decimals(err) if decimals is None else decimals
+    return f"{value:.{d}f}", f"{err:.{d}f}"
+
+
+def format_measurement(value: float, err: float, decimals: int | None = None) -> str:
     """``value ± err`` with the error to two significant digits and the value to the same decimals
-    (97.894, 2.5 -> "97.9 ± 2.5"; 106.5, 3.0 -> "106.5 ± 3.0")."""
-    d = _decimals(err)
-    return f"{value:.{d}f} ± {err:.{d}f}"
+    (97.894, 2.5 -> "97.9 ± 2.5"; 106.5, 3.0 -> "106.5 ± 3.0"), or both to ``decimals`` places."""
+    return " ± ".join(measurement_parts(value, err, decimals))
 
 
 def fit_terms(fit) -> list[FitTerm]:
@@ -147,6 +153,16 @@ def fit_terms(fit) -> list[FitTerm]:
     return out
 
 
+def is_poor_fit(fit) -> bool:
+    """True when a resolution fit (a :class:`ResolutionFit` or its dict form) has a chi2 probability below
+    :data:`POOR_FIT_P_VALUE`: the curve does not describe the points. False without chi2 and ndf."""
+    chi2, ndf = _field(fit, "chi2"), _field(fit, "ndf")
+    if chi2 is None or ndf is None:
+        return False
+    p = fit_p_value(chi2, int(ndf))
+    return bool(np.isfinite(p) and p < POOR_FIT_P_VALUE)
+
+
 def format_fit(fit) -> str:
     r"""One line describing a resolution fit :math:`\sigma/E = a/\sqrt{E} \oplus b \oplus c/E` for a reader.
 
@@ -166,7 +182,7 @@ def format_fit(fit) -> str:
     if chi2 is None or ndf is None:
         return text
     p = fit_p_value(chi2, int(ndf))
-    if np.isfinite(p) and p < POOR_FIT_P_VALUE:
+    if is_poor_fit(fit):
         return f"{text} (POOR FIT: χ²/ndf = {chi2:.1f}/{int(ndf)}, p = {p:.1g})"
     return f"{text} (χ²/ndf = {chi2:.1f}/{int(ndf)})"
 

@@ -73,6 +73,11 @@ class Real:
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not (self.low <= v <= self.high):
             raise SpaceError(f"{self.name} = {v!r}: must be a number in [{self.low}, {self.high}]")
 
+    def levels(self, n: int = 5) -> list[float]:
+        """``n`` evenly spaced values from low to high (log-spaced for ``log=True``): a grid or a slice."""
+        space = np.geomspace if self.log else np.linspace
+        return [float(v) for v in space(self.low, self.high, n)]
+
     def to_dict(self) -> dict:
         return dict(type="real", name=self.name, low=self.low, high=self.high, log=self.log)
 
@@ -107,6 +112,10 @@ class Integer:
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not (self.low <= v <= self.high):
             raise SpaceError(f"{self.name} = {v!r}: must be an integer in [{self.low}, {self.high}]")
 
+    def levels(self, n: int = 5) -> list[int]:
+        """Every integer from low to high (``n`` is ignored)."""
+        return list(range(self.low, self.high + 1))
+
     def to_dict(self) -> dict:
         return dict(type="integer", name=self.name, low=int(self.low), high=int(self.high))
 
@@ -140,6 +149,10 @@ class Categorical:
     def check(self, v) -> None:
         if not any(v == c and type(v) is type(c) for c in self.choices):
             raise SpaceError(f"{self.name} = {v!r}: must be one of {list(self.choices)}")
+
+    def levels(self, n: int = 5) -> list:
+        """Every choice (``n`` is ignored)."""
+        return list(self.choices)
 
     def to_dict(self) -> dict:
         return dict(type="categorical", name=self.name, choices=list(self.choices))
@@ -291,16 +304,7 @@ class Space:
         """
         import itertools
 
-        levels = []
-        for p in self.parameters:
-            if isinstance(p, Categorical):
-                levels.append(list(p.choices))
-            elif isinstance(p, Integer):
-                levels.append(list(range(p.low, p.high + 1)))
-            elif p.log:
-                levels.append([float(v) for v in np.geomspace(p.low, p.high, real_levels)])
-            else:
-                levels.append([float(v) for v in np.linspace(p.low, p.high, real_levels)])
+        levels = [p.levels(real_levels) for p in self.parameters]
         n = math.prod(len(v) for v in levels)
         if n > 100 * max_designs:
             raise SpaceError(f"a grid of this space has {n} combinations; sample it instead (Latin hypercube)")

@@ -23,7 +23,7 @@ import pathlib
 import numpy as np
 
 from diffcalo.io import write_text_atomic
-from diffcalo.metrics import format_measurement
+from diffcalo.metrics import format_measurement, measurement_parts
 from diffcalo.samples import M_PI0
 from diffcalo.study.config import FIGURES_OF_MERIT, StudyConfig, study_config_from_flat
 from diffcalo.study.design import (
@@ -67,7 +67,7 @@ def format_fom(name: str, value: float, metrics: dict, *, bold: bool = False, wi
     unit = FOM_DESCRIPTIONS[name][1] if with_unit else ""
     err = _fom_error(name, metrics)
     if err is not None:
-        shown, err_text = format_measurement(value, err).split(" ± ")
+        shown, err_text = measurement_parts(value, err)
         return (f"**{shown}**" if bold else shown) + f" ± {err_text}" + (f" {unit}" if unit else "")
     shown = f"**{value:.4g}**" if bold else f"{value:.4g}"
     why = "not estimated" if FOM_ERRORS[name] is None else "not recorded"
@@ -92,7 +92,7 @@ def pareto_front(cost, fom, minimize: bool = True) -> np.ndarray:
 def _with_error(value: float, err, scale: float = 1.0, decimals: int = 1) -> str:
     """``value`` (times ``scale``) with its statistical error when there is one."""
     if isinstance(err, (int, float)) and math.isfinite(err):
-        return f"{scale * value:.{decimals}f} ± {scale * err:.{decimals}f}"
+        return format_measurement(scale * value, scale * err, decimals)
     return f"{scale * value:.{decimals}f}"
 
 
@@ -112,14 +112,6 @@ def _plot_resolution_curves(curves, path, plt, save) -> None:
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("energy resolution σ(E)/E (%)")
     save(fig, path)
-
-
-def _slice_values(p) -> list:
-    if hasattr(p, "choices"):
-        return list(p.choices)
-    if isinstance(p.low, int):
-        return list(range(p.low, p.high + 1))
-    return list(np.linspace(p.low, p.high, 40))
 
 
 def gp_slices_figure(cfg: StudyConfig, records: list[dict], best_design: dict):
@@ -150,7 +142,7 @@ def gp_slices_figure(cfg: StudyConfig, records: list[dict], best_design: dict):
     for ax in axes.flat[n:]:
         fig.delaxes(ax)
     for ax, p in zip(axes.flat, space.parameters):
-        values = _slice_values(p)
+        values = p.levels(40)
         designs = [dict(best_design, **{p.name: v}) for v in values]
         mu, sd = gp.predict(space.encode(designs))
         ok = np.array([space.feasible(d) for d in designs])
@@ -215,7 +207,7 @@ def _metrics_rows(cfg: StudyConfig, m: dict) -> list[str]:
 
 def _resolution_rows(curves) -> tuple[list[str], list[str]]:
     """The per-region resolution table (rows) and the poor fits named (for a note under it)."""
-    from diffcalo.metrics import POOR_FIT_P_VALUE, fit_p_value, format_fit, no_better_than_cell_centre
+    from diffcalo.metrics import POOR_FIT_P_VALUE, format_fit, is_poor_fit, no_better_than_cell_centre
 
     rows = ["| layout | region | cell size (mm) | energy core σ(E)/E (%) | resolution fit σ(E)/E = a/√E ⊕ b ⊕ c/E "
             "(E in GeV) | position core σx, σy (mm) |", "|---|---|---|---|---|---|"]
@@ -230,8 +222,7 @@ def _resolution_rows(curves) -> tuple[list[str], list[str]]:
             rows.append(f"| {label} | {r['region'] + 1} | {r['cell_mm']:.1f} | "
                         f"{_with_error(r['energy_core'], r.get('energy_core_err'), 100)} | {format_fit(fit)} | "
                         f"{_with_error(px, ex)}, {_with_error(py, ey)}{' †' if flat else ''} |")
-            if fit.get("chi2") is not None and fit.get("ndf") is not None and \
-                    fit_p_value(fit["chi2"], int(fit["ndf"])) < POOR_FIT_P_VALUE:
+            if is_poor_fit(fit):
                 poor.append(f"{label}, region {r['region'] + 1}")
     notes = ["Fit terms: c/E with c in MeV and E in GeV (c = 70 MeV/E is 0.07/E); \"< x\" is a one-sigma upper "
              "limit (the term is compatible with 0)."]
