@@ -516,7 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("geant4", help="Geant4 as an offline reference (the geant4 extra)")
-    g4 = p.add_subparsers(dest="geant4_command", required=True, metavar="ACTION")
+    g4 = p.add_subparsers(dest="geant4_command", required=True, metavar="ACTION",
+                          help="setup (more actions, the backend and shower libraries, are to come)")
     q = g4.add_parser("setup", help="build the substitute data directory EM-only Geant4 needs offline",
                       description="Build the substitute Geant4 data directory (Seltzer-Berger bremsstrahlung, "
                       "one-shell photo-effect, Rayleigh off; docs/dev/geant4-offline-data.md) and print the "
