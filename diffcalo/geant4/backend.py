@@ -30,7 +30,7 @@ import numpy as np
 
 from diffcalo.errors import ConfigError
 
-__all__ = ["run_geant4", "simulate_geant4", "task_seeds", "DEFAULT_CHUNK_GEV"]
+__all__ = ["run_geant4", "simulate_geant4", "task_seeds", "available_cpus", "DEFAULT_CHUNK_GEV"]
 
 #: Energy (GeV) of the showers in one task: about 1-4 s of Geant4 each on this project's machines.
 DEFAULT_CHUNK_GEV = 200.0
@@ -74,7 +74,8 @@ def run_geant4(technology, cell_mm: float, particles: dict, *, seed: int, window
             (:func:`~diffcalo.geant4.geometry.grid_cells`).
         workers: worker processes (default: the number of CPUs).
         executor: ``"process"`` (local pool), ``"dask"`` (``scheduler`` address, or a local cluster) or
-            ``"inprocess"`` (this process runs Geant4; it cannot then run another data directory).
+            ``"inprocess"`` (this process runs Geant4; it cannot then run another data directory); or
+            an executor made by :func:`diffcalo.study.executors.make_executor`, kept open (reused).
         data_dir: the Geant4 data directory (default: :func:`diffcalo.geant4.data.default_data_dir`,
             made on first use).
         chunk_gev: shower energy per task.
@@ -87,7 +88,7 @@ def run_geant4(technology, cell_mm: float, particles: dict, *, seed: int, window
         dict of numpy arrays: ``cells`` float32 [n, S, K, K] (GeV in the active medium per readout
         section and cell), ``layer_active``, ``layer_absorber`` float32 [n, L] (GeV per layer over the
         whole grid), and ``cpu_seconds`` (Geant4 CPU time of all tasks), ``spec`` (the
-        :class:`~diffcalo.geant4.geometry.StackSpec`).
+        :class:`~diffcalo.geant4.geometry.StackSpec`), ``geant4`` (Geant4's version string).
     """
     from diffcalo.geant4.data import ensure_data
     from diffcalo.geant4.geometry import grid_cells, stack_spec
@@ -118,14 +119,15 @@ def run_geant4(technology, cell_mm: float, particles: dict, *, seed: int, window
         return out
     from diffcalo.study.executors import make_executor
 
-    if workers is None:
-        workers = max(1, min(len(parts), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                             else (os.cpu_count() or 1)))
+    own = isinstance(executor, str)
+    if own:
+        ex = make_executor(executor, workers or min(len(parts), available_cpus()), scheduler)
+    else:
+        ex = executor
     from tqdm import tqdm
 
     bar = tqdm(total=n, desc=desc or f"Geant4 {technology.name}", unit="shower", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
-    ex = make_executor(executor, workers, scheduler)
     try:
         spec_json = spec.to_json()
         futures = {}
@@ -144,11 +146,21 @@ def run_geant4(technology, cell_mm: float, particles: dict, *, seed: int, window
                 out["layer_active"][sl] = r["layer_active"]
                 out["layer_absorber"][sl] = r["layer_absorber"]
                 out["cpu_seconds"] += r["seconds"]
+                out["geant4"] = r["geant4"]
                 bar.update(sl.stop - sl.start)
     finally:
-        ex.close()
+        if own:
+            ex.close()
         bar.close()
     return out
+
+
+def available_cpus() -> int:
+    """CPUs this process may use (its affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
 
 
 def _task(data_dir, spec_json, particles, seed, window):

@@ -34,8 +34,7 @@ _APP: dict = {}
 
 def geant4_version() -> str:
     """The Geant4 version string of the installed wheel (imports Geant4: call in a worker)."""
-    g4 = _geant4()
-    return str(g4.G4Version).strip().strip("$").replace("Name:", "").strip()
+    return _version_string(_geant4())
 
 
 def _geant4(data_dir: str | None = None):
@@ -67,7 +66,7 @@ def run_showers(data_dir: str, spec_json: str, particles: dict, seed: int, windo
     Returns:
         ``cells`` float32 [n, S, K, K] (energy in the active medium per section and cell, GeV),
         ``layer_active`` and ``layer_absorber`` float32 [n, L] (energy per layer over the whole grid,
-        GeV), ``seconds`` (CPU time of the showers).
+        GeV), ``seconds`` (CPU time of the showers), ``geant4`` (the version string).
     """
     import time
 
@@ -80,7 +79,12 @@ def run_showers(data_dir: str, spec_json: str, particles: dict, seed: int, windo
         t0 = time.process_time()
         out = app.run(particles, int(seed), window)
     out["seconds"] = time.process_time() - t0
+    out["geant4"] = _version_string(g4)
     return out
+
+
+def _version_string(g4) -> str:
+    return str(g4.G4Version).replace("$", "").replace("Name:", "").strip()
 
 
 class _quiet_stdout:
