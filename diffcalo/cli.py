@@ -16,6 +16,7 @@ Commands (``diffcalo COMMAND --help`` for the options of each):
     diffcalo evaluate MODEL --data F   network vs classical metrics and figures
     diffcalo geant4 setup [DIR]  the offline Geant4 data directory (geant4 extra)
     diffcalo geant4 library TECH -o F   a Geant4 shower library of a technology (HDF5)
+    diffcalo calibrate TECH --library F  fit the parametric model of a technology to its Geant4 library
 
 The CLI only parses, loads, calls the library and prints; every user error ends in one line (exit 2).
 """
@@ -458,6 +459,74 @@ def _cmd_geant4_library(args) -> int:
     return 0
 
 
+def _cmd_calibrate(args) -> int:
+    import dataclasses
+    import json
+
+    from diffcalo.geant4 import calibrate as cal
+    from diffcalo.geant4.library import PARTICLE_IDS, read_library
+    from diffcalo.io import write_text_atomic
+    from diffcalo.technologies import default_registry
+
+    tech = _registered_technology(default_registry(), args.technology)
+    clusters, extras, meta = read_library(args.library, technology=tech.name)
+    cell = float(meta["cell_size_mm"])
+    train_pids = []
+    for p in args.train_particles.split(","):
+        if p.strip() not in PARTICLE_IDS:
+            from diffcalo.errors import ConfigError
+
+            raise ConfigError(f"--train-particles: {p.strip()!r} is not one of {', '.join(PARTICLE_IDS)}")
+        train_pids.append(PARTICLE_IDS[p.strip()])
+    energies = sorted(set(float(e) for e in meta["energies"]))
+    hold = args.hold_out_energy if args.hold_out_energy is not None else energies[len(energies) // 2]
+    if hold not in energies and args.hold_out_energy is not None and hold > 0:
+        from diffcalo.errors import ConfigError
+
+        raise ConfigError(f"--hold-out-energy = {hold:g}: not an energy of the library ({', '.join(f'{e:g}' for e in energies)}); "
+                          "give one of them, or 0 to hold none out")
+    groups = cal.library_observables(clusters, extras, meta, tech)
+    train, held = cal.split_groups(groups, train_particles=tuple(train_pids), hold_out_energy=hold if hold > 0 else None)
+    if not train:
+        from diffcalo.errors import ConfigError
+
+        raise ConfigError(f"no training showers: the library has no {args.train_particles} outside the held-out energy")
+    trained = ", ".join(format(g["energy"], "g") for g in train)
+    held_text = ", ".join(sorted({cal.PARTICLE_NAMES[g["pid"]] + " " + format(g["energy"], "g") for g in held})) or "none"
+    print(f"{tech.display_name}: library {args.library} ({len(clusters.e_true)} showers, cell {cell:g} mm); training on "
+          f"{args.train_particles} at {trained} GeV; held out: {held_text}", flush=True)
+    base = dataclasses.replace(tech, calibration=None)
+    before = cal.compare(base, groups, cell)
+    print("\nbefore (the published model):")
+    print(cal.format_rows(before))
+    print(cal.format_checks(cal.checks(before)))
+    print("\nfitting:", flush=True)
+    fitted = dataclasses.replace(cal.calibrate(base, train, cell), source=str(args.library))
+    after_tech = dataclasses.replace(tech, calibration=fitted)
+    after = cal.compare(after_tech, groups, cell)
+    print("\nafter (every group; training and held-out):")
+    print(cal.format_rows(after))
+    results = cal.checks(after)
+    print(cal.format_checks(results))
+    if held:
+        print("\nheld out only:")
+        print(cal.format_checks(cal.checks([r for r, g in zip(after, groups) if any(g is h for h in held)])))
+    out = pathlib.Path(args.output or f"{tech.name}.calibration.json")
+    doc = dict(calibration=fitted.to_dict(), technology=tech.name, library=str(args.library),
+               train=dict(particles=args.train_particles, hold_out_energy=hold),
+               checks=[{k: v for k, v in c.items()} for c in results])
+    write_text_atomic(out, json.dumps(doc, indent=1) + "\n")
+    print(f"\nwrote {out}" + ("" if tech.name not in _builtin_names() else
+                              f" (the built-in's shipped calibration is diffcalo/technologies/calibration/{tech.name}.json)"))
+    return 0
+
+
+def _builtin_names():
+    from diffcalo.technologies.builtin import BUILTINS
+
+    return {t.name for t in BUILTINS}
+
+
 def _registered_technology(registry, name):
     from diffcalo.errors import ConfigError
 
@@ -595,6 +664,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--force", action="store_true", help="replace an existing library")
     quiet(q)
     q.set_defaults(func=_cmd_geant4_library)
+
+    p = sub.add_parser("calibrate", help="fit the parametric model of a technology to its Geant4 shower library",
+                       description="Fit the per-technology calibration of the parametric model (sampling fraction, "
+                       "sampling term, radial core/tail, shower maximum and alpha) to a Geant4 shower library "
+                       "(diffcalo geant4 library), print the model vs Geant4 before and after, with the targets of "
+                       "issue 14, and write the calibration (JSON).")
+    p.add_argument("technology", help="registered technology name")
+    p.add_argument("--library", required=True, help="the technology's shower library (.h5)")
+    p.add_argument("--train-particles", default="e-", help="particles fitted (default: %(default)s; the others "
+                   "are held out)")
+    p.add_argument("--hold-out-energy", type=float, help="energy (GeV) left out of the fit (default: the library's "
+                   "middle energy; 0: none)")
+    p.add_argument("-o", "--output", help="calibration file (default: TECH.calibration.json)")
+    p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("validate", help="print the physics validation figures",
                        description="Physics validation of the parametric simulator: the LHCb Shashlik photon "

@@ -17,7 +17,7 @@ from diffcalo.detector import Detector
 from diffcalo.layout import lhcb_current, luxe
 from diffcalo.metrics import binned_resolution, fit_resolution
 from diffcalo.particles import ELECTRON, PHOTON, Particles, discrete_energy, gun
-from diffcalo.simulation import gflash, region_tables, simulate
+from diffcalo.simulation import gflash, kernel, region_tables, simulate
 from diffcalo.technologies import default_registry
 
 __all__ = ["shashlik_resolution", "shower_maximum_scaling", "moliere_containment", "compare_geant4_luxe",
@@ -47,10 +47,8 @@ def _mean_profile_parameters(tech, energy, pid):
     """Mean (T, alpha) and per-layer mean fractions of one technology at one energy (z1 = z2 = 0)."""
     reg_det = Detector(technologies=(tech,), cell_size_mm=jnp.asarray([tech.module_mm]), layout=_dummy_layout(tech))
     tab = {k: v[0] for k, v in region_tables(reg_det, max(4, tech.n_sections), False).items()}
-    mlt, mla, st, sa, rho = gflash.longitudinal_parameters(
-        jnp.asarray(energy), tab["ec_mev"], tab["z_eff"], tab["sampling_frequency"], tab["e_over_mip"],
-        jnp.asarray(pid == PHOTON))
-    t_max, alpha, beta = gflash.sample_shape(mlt, mla, st, sa, rho, 0.0, 0.0)
+    t_max, alpha, beta = gflash.sample_shape(
+        *kernel.longitudinal_parameters(jnp.asarray(energy), tab, jnp.asarray(pid == PHOTON)), 0.0, 0.0)
     return tab, t_max, alpha, beta
 
 
@@ -107,8 +105,7 @@ def moliere_containment(technology: str = "shashlik", *, energy: float = 10.0, r
     edges = jnp.linspace(0.0, t_end, n_slabs + 1)
     frac = gflash.longitudinal_fractions(edges, alpha, beta)
     tau = 0.5 * (edges[1:] + edges[:-1]) / t_max
-    rc, rt, p = gflash.radial_parameters(jnp.asarray(energy), tau, tab["z_eff"], tab["sampling_frequency"],
-                                         tab["e_over_mip"])
+    rc, rt, p = kernel.radial_parameters(jnp.asarray(energy), tau, tab)
     r2 = radius_rm ** 2
     inside = p * r2 / (r2 + rc ** 2) + (1 - p) * r2 / (r2 + rt ** 2)
     return float(jnp.sum(frac * inside) / jnp.sum(frac))

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from diffcalo.simulation import gflash
 from diffcalo.simulation.cells import grid_integral_batch_last
 
-__all__ = ["Showers", "shower_cells", "map_chunks", "KERNEL_CHUNK"]
+__all__ = ["Showers", "shower_cells", "map_chunks", "KERNEL_CHUNK", "longitudinal_parameters", "radial_parameters"]
 
 
 @jax.tree_util.register_dataclass
@@ -43,6 +43,29 @@ class Showers:
     z2: jnp.ndarray
 
 
+def longitudinal_parameters(energy, tab, is_photon):
+    """GFlash (mean ln T, mean ln alpha, sigma_ln_T, sigma_ln_alpha, rho) of showers with the technology's
+    calibration applied (``tab``: region-table rows; see :func:`~diffcalo.simulation.gflash.longitudinal_parameters`):
+    the mean T shifted by ``cal_t_max_shift_x0`` and the mean alpha scaled by ``cal_alpha_scale``."""
+    mlt, mla, st, sa, rho = gflash.longitudinal_parameters(
+        energy, tab["ec_mev"], tab["z_eff"], tab["sampling_frequency"], tab["e_over_mip"], is_photon)
+    mlt = jnp.log(jnp.maximum(jnp.exp(mlt) + tab["cal_t_max_shift_x0"], 0.5))
+    mla = mla + jnp.log(tab["cal_alpha_scale"])
+    return mlt, mla, st, sa, rho
+
+
+def radial_parameters(energy, tau, tab):
+    """GFlash (r_core, r_tail, p_core) at relative depth ``tau`` with the technology's calibration
+    applied: radii scaled by ``cal_core_scale`` (1 + ``cal_core_scale_log_e`` ln(E / 10 GeV)) and
+    ``cal_tail_scale``, the core fraction by ``cal_core_fraction_scale`` (clipped to [0, 1])."""
+    r_core, r_tail, p_core = gflash.radial_parameters(energy, tau, tab["z_eff"], tab["sampling_frequency"],
+                                                      tab["e_over_mip"])
+    core = tab["cal_core_scale"] * jnp.maximum(1.0 + tab["cal_core_scale_log_e"] * jnp.log(energy / 10.0), 0.2)
+    r_core = r_core * core
+    r_tail = jnp.maximum(r_tail * tab["cal_tail_scale"], r_core)
+    return r_core, r_tail, jnp.clip(p_core * tab["cal_core_fraction_scale"], 0.0, 1.0)
+
+
 def shower_cells(showers: Showers, tab: dict, x_edges, y_edges, with_depth: bool = True):
     """Mean cell energies of a batch of showers, batch on the last axis: [L, Ny, Nx, n], the
     energy-weighted mean depth of each cell's deposit [L, Ny, Nx, n] (mm; None without
@@ -63,9 +86,7 @@ def shower_cells(showers: Showers, tab: dict, x_edges, y_edges, with_depth: bool
     """
     energy, z1, z2 = showers.energy, showers.z1, showers.z2
     ax0, ay0, tx, ty = showers.ax0, showers.ay0, showers.tx, showers.ty
-    mlt, mla, st, sa, rho = gflash.longitudinal_parameters(
-        energy, tab["ec_mev"], tab["z_eff"], tab["sampling_frequency"], tab["e_over_mip"], showers.is_photon)
-    t_max, alpha, beta = gflash.sample_shape(mlt, mla, st, sa, rho, z1, z2)
+    t_max, alpha, beta = gflash.sample_shape(*longitudinal_parameters(energy, tab, showers.is_photon), z1, z2)
     t_edges, z_edges = tab["t_edges"], tab["z_edges"]                    # [L+1, n]
     # the first edge is the front face, t = 0, where the CDF is 0: no gammainc there
     cdf = jnp.concatenate([jnp.zeros_like(t_edges[:1]), gflash.longitudinal_cdf(t_edges[1:], alpha, beta)])
@@ -83,8 +104,7 @@ def shower_cells(showers: Showers, tab: dict, x_edges, y_edges, with_depth: bool
     t_node = jnp.where(empty, mid, jnp.clip(t_node, t_lo, t_hi))
     w = jnp.where(dt > 0, (t_node - t_lo) / jnp.where(dt > 0, dt, 1.0), 0.5)
     z_node = z_lo + w * (z_hi - z_lo)                                     # [S, n] mm
-    r_core, r_tail, p_core = gflash.radial_parameters(
-        energy, t_node / t_max, tab["z_eff"], tab["sampling_frequency"], tab["e_over_mip"])
+    r_core, r_tail, p_core = radial_parameters(energy, t_node / t_max, tab)
     rm = tab["moliere_radius_mm"]
     xe = x_edges[None] - (ax0 + tx * z_node)[:, None]                   # [S, Nx+1, n]
     ye = y_edges[None] - (ay0 + ty * z_node)[:, None]

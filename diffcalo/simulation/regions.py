@@ -47,7 +47,10 @@ def region_tables(detector: Detector, depth_nodes: int, image: bool):
     constant_term, threshold_gev; t_edges, z_edges [L+1] (section boundaries in X0 and mm;
     padding sections of technologies with fewer sections have zero width); section_mask [L];
     and the depth-node layout: node_section [S, L] (one-hot), node_q [S] (Gauss-Legendre point in
-    the section's probability range), node_w [S] (its weight), with S = ``depth_nodes``.
+    the section's probability range), node_w [S] (its weight), with S = ``depth_nodes``; and the
+    shower-shape calibration ``cal_core_scale``, ``cal_core_scale_log_e``, ``cal_tail_scale``,
+    ``cal_core_fraction_scale``, ``cal_t_max_shift_x0``, ``cal_alpha_scale`` (the technology's
+    :class:`~diffcalo.technologies.calibration.Calibration`).
     """
     n_out = detector.n_sections
     rows = []
@@ -84,10 +87,15 @@ def region_tables(detector: Detector, depth_nodes: int, image: bool):
             t_edges=sec_t, z_edges=sec_z,
             section_mask=(jnp.arange(n_out) < tech.n_sections).astype(float),
             node_section=np.asarray(onehot), node_q=np.asarray(q), node_w=np.asarray(w),
+            **{f"cal_{k}": jnp.asarray(float(getattr(tech.calibrated, k))) for k in _SHAPE_CALIBRATION},
         ))
     return {k: jnp.stack([jnp.asarray(r[k], dtype=float) for r in rows]) for k in rows[0]}
 
 
+
+#: Calibration factors of the shower shape that the kernel reads from the tables (``cal_<name>``).
+_SHAPE_CALIBRATION = ("core_scale", "core_scale_log_e", "tail_scale", "core_fraction_scale", "t_max_shift_x0",
+                      "alpha_scale")
 
 _TABLES: dict = {}
 

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from diffcalo.materials import StackProperties, get_material, stack_properties
+from diffcalo.technologies.calibration import Calibration
 
 __all__ = ["Block", "Technology", "validate_cell_size"]
 
@@ -97,6 +98,9 @@ class Technology:
         cost_per_channel: cost of one readout channel (kCHF).
         description: one line for listings.
         label: display name for tables and figures (e.g. ``"SpaCal-Pb"``); empty: ``name``.
+        calibration: the :class:`~diffcalo.technologies.calibration.Calibration` tuning the parametric
+            model to Geant4 (None: the model as published). The registry gives the built-ins their
+            shipped calibration.
     """
 
     stack: tuple[Block, ...]
@@ -115,6 +119,7 @@ class Technology:
     cost_per_channel: float = dataclasses.field(default=0.0, metadata=dict(static=True))
     description: str = dataclasses.field(default="", metadata=dict(static=True))
     label: str = dataclasses.field(default="", metadata=dict(static=True))
+    calibration: Calibration | None = dataclasses.field(default=None, metadata=dict(static=True))
 
     # ---- static structure --------------------------------------------------------------------
     @property
@@ -176,7 +181,16 @@ class Technology:
                 raise ValueError(f"{where}: {field} = {v}: must be >= 0 and finite")
         if self.sampling_term is not None and not (math.isfinite(self.sampling_term) and self.sampling_term >= 0):
             raise ValueError(f"{where}: sampling_term = {self.sampling_term}: must be >= 0 or None")
+        if self.calibration is not None:
+            if not isinstance(self.calibration, Calibration):
+                raise ValueError(f"{where}: calibration = {self.calibration!r}: must be a diffcalo Calibration or None")
+            self.calibration.validate(f"{where}: calibration")
         return self
+
+    @property
+    def calibrated(self) -> Calibration:
+        """The calibration in force (the identity when there is none)."""
+        return self.calibration if self.calibration is not None else Calibration()
 
     # ---- differentiable physics (overridable) -----------------------------------------------------
     def _layer_arrays(self):
@@ -201,6 +215,10 @@ class Technology:
                                  n_layers=self.n_layers)
         if self.sampling_term is not None:
             props = dataclasses.replace(props, sampling_term=jnp.asarray(self.sampling_term))
+        cal = self.calibrated
+        if cal.sampling_fraction_scale != 1.0 or cal.sampling_term_scale != 1.0:
+            props = dataclasses.replace(props, sampling_fraction=props.sampling_fraction * cal.sampling_fraction_scale,
+                                        sampling_term=props.sampling_term * cal.sampling_term_scale)
         return props
 
     def layer_depths(self):
@@ -230,7 +248,7 @@ class Technology:
                 passive.append((get_material("air"), b.gap_mm))
             p = stack_properties(passive, [(get_material(b.active), jnp.asarray(b.active_mm))])
             out.append(jnp.broadcast_to(p.sampling_fraction, (b.count,)))
-        return jnp.concatenate(out)
+        return jnp.concatenate(out) * self.calibrated.sampling_fraction_scale
 
     def mip_response(self):
         r"""What a minimum-ionising particle crossing the stack at normal incidence reads, per

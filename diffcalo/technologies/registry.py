@@ -78,11 +78,16 @@ class Registry:
 
 
 def _default() -> Registry:
+    """The built-ins, each with its shipped Geant4 calibration (diffcalo/technologies/calibration/)."""
+    import dataclasses
+
     from diffcalo.technologies import builtin
+    from diffcalo.technologies.calibration import builtin_calibration
 
     reg = Registry()
     for tech in builtin.BUILTINS:
-        reg.register(tech)
+        cal = builtin_calibration(tech.name)
+        reg.register(dataclasses.replace(tech, calibration=cal) if cal is not None else tech)
     return reg
 
 
