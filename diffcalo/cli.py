@@ -204,6 +204,8 @@ def _cmd_validate(args) -> int:
     from diffcalo.progress import phase
 
     show = not args.quiet
+    if args.geant4:
+        return _validate_geant4(args)
     print("LHCb Shashlik, photons 2-100 GeV, 5x5 window, realistic mode:", flush=True)
     with phase(f"  simulating {6 * args.n} photons (the first call compiles the simulator)", enabled=show):
         sh = validation.shashlik_resolution(per_energy=args.n)
@@ -218,7 +220,7 @@ def _cmd_validate(args) -> int:
         print(f"  {t:<10} {validation.moliere_containment(t):.3f}", flush=True)
     print("Geant4 LUXE electrons (the Geant4 11.4 showers shipped in diffcalo/data/geant4):", flush=True)
     with phase("  simulating the same electrons 4 times each in image mode (compiles once, ~1-3 min)", enabled=show):
-        g = validation.compare_geant4_luxe(args.geant4) if args.geant4 else validation.compare_geant4_luxe()
+        g = validation.compare_geant4_luxe(args.luxe_reference) if args.luxe_reference else validation.compare_geant4_luxe()
     print(f"  sampling fraction  model {100 * g['sampling_fraction_sim']:.3f} %   Geant4 {100 * g['sampling_fraction_g4']:.3f} %")
     print(f"  resolution fit     model {g['fit_sim']}\n                     Geant4 {g['fit_g4']}")
     print(f"  3x3 containment    model {g['containment3_sim']:.3f}   Geant4 {g['containment3_g4']:.3f}")
@@ -227,6 +229,47 @@ def _cmd_validate(args) -> int:
         print(f"  {r['energy']:5.1f} GeV: sigma/E model {r['resolution_sim']:.4f} Geant4 {r['resolution_g4']:.4f}; "
               f"layer profile (layers with 80 % of E): max deviation {100 * r['max_profile_deviation']:.1f} %, "
               f"beyond 2 standard errors {100 * max(r['max_profile_excess'], 0.0):.1f} %")
+    return 0
+
+
+def _validate_geant4(args) -> int:
+    import json
+
+    from diffcalo.geant4 import calibrate as cal
+    from diffcalo.geant4.validate import library_path, plot_validation, validate_technology
+    from diffcalo.io import write_text_atomic
+    from diffcalo.progress import phase
+    from diffcalo.technologies import default_registry
+    from diffcalo.technologies.builtin import BUILTINS
+
+    reg = default_registry()
+    names = args.technologies.split(",") if args.technologies else [t.name for t in BUILTINS]
+    out = pathlib.Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    summary, failed = {}, 0
+    for name in names:
+        tech = _registered_technology(reg, name.strip())
+        lib = pathlib.Path(args.libraries) / f"{tech.name}.h5" if args.libraries else library_path(tech.name)
+        if not lib.exists():
+            print(f"{tech.display_name}: no shower library at {lib} (make one: diffcalo geant4 library {tech.name} -o {lib})")
+            continue
+        state = "calibrated" if tech.calibration is not None else "not calibrated"
+        with phase(f"{tech.display_name}: model ({state}) vs Geant4 library {lib.name}", enabled=not args.quiet):
+            res = validate_technology(tech, lib, auc=not args.no_auc)
+        print(f"\n{tech.display_name} ({state}; library: {res['meta']['geant4']}, cell {res['cell_mm']:g} mm, "
+              f"{len(res['rows'])} particle/energy points)")
+        print(cal.format_rows(res["rows"]))
+        print(cal.format_checks(res["checks"]))
+        if "auc" in res:
+            a = res["auc"]
+            print(f"  classifier AUC, Geant4 vs model 5x5 windows: {a['auc']:.3f} ± {a['auc_err']:.3f} "
+                  f"(0.5 = indistinguishable; {a['n_test']} test showers)")
+        figure = plot_validation(tech.display_name, res, out / f"geant4_{tech.name}.png")
+        failed += sum(not c["ok"] for c in res["checks"])
+        summary[tech.name] = dict(calibrated=tech.calibration is not None, library=str(lib),
+                                  checks=res["checks"], auc=res.get("auc"), figure=str(figure))
+    write_text_atomic(out / "geant4_validation.json", json.dumps(summary, indent=1, default=float) + "\n")
+    print(f"\nwrote {out / 'geant4_validation.json'} and the figures geant4_<technology>.png; {failed} check(s) fail")
     return 0
 
 
@@ -501,7 +544,8 @@ def _cmd_calibrate(args) -> int:
     print(cal.format_rows(before))
     print(cal.format_checks(cal.checks(before)))
     print("\nfitting:", flush=True)
-    fitted = dataclasses.replace(cal.calibrate(base, train, cell), source=str(args.library))
+    fitted, at_bound = cal.calibrate(base, train, cell)
+    fitted = dataclasses.replace(fitted, source=str(args.library))
     after_tech = dataclasses.replace(tech, calibration=fitted)
     after = cal.compare(after_tech, groups, cell)
     print("\nafter (every group; training and held-out):")
@@ -513,7 +557,7 @@ def _cmd_calibrate(args) -> int:
         print(cal.format_checks(cal.checks([r for r, g in zip(after, groups) if any(g is h for h in held)])))
     out = pathlib.Path(args.output or f"{tech.name}.calibration.json")
     doc = dict(calibration=fitted.to_dict(), technology=tech.name, library=str(args.library),
-               train=dict(particles=args.train_particles, hold_out_energy=hold),
+               train=dict(particles=args.train_particles, hold_out_energy=hold), at_bound=at_bound,
                checks=[{k: v for k, v in c.items()} for c in results])
     write_text_atomic(out, json.dumps(doc, indent=1) + "\n")
     print(f"\nwrote {out}" + ("" if tech.name not in _builtin_names() else
@@ -686,7 +730,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "containment, layer profiles); about 40 s on 2 cores.")
     p.add_argument("-n", type=_positive_int, default=3000, help="photons per energy for the Shashlik fit "
                    "(default: %(default)s)")
-    p.add_argument("--geant4", help="Geant4 LUXE reference file (default: the copy shipped in diffcalo/data/geant4)")
+    p.add_argument("--luxe-reference", help="Geant4 LUXE reference file (default: the copy shipped in "
+                   "diffcalo/data/geant4)")
+    p.add_argument("--geant4", action="store_true", help="instead: compare the parametric model with the Geant4 shower "
+                   "libraries of every built-in technology (targets of issue 14, classifier AUC, figures)")
+    p.add_argument("--technologies", help="with --geant4: comma-separated technologies (default: the built-ins)")
+    p.add_argument("--libraries", help="with --geant4: directory of NAME.h5 libraries (default: the shipped ones)")
+    p.add_argument("--no-auc", action="store_true", help="with --geant4: skip the classifier test")
+    p.add_argument("-o", "--output", default="diffcalo-validation", help="with --geant4: directory for the JSON "
+                   "summary and figures (default: %(default)s)")
     quiet(p)
     p.set_defaults(func=_cmd_validate)
     return parser

@@ -205,6 +205,15 @@ class DatasetWriter:
                 raise ValueError(f"append: {name} is not finite in {bad.size} of {n} clusters (first: {bad[0]}); "
                                  "nothing of this batch was written")
         group = self._file["clusters"]
+        for name in FIELDS:                           # refuse a batch before any of it is written
+            if name in group and group[name].shape[1:] != data[name].shape[1:]:
+                raise ValueError(f"append: {name} has shape {data[name].shape[1:]} per cluster; the file has "
+                                 f"{group[name].shape[1:]}")
+        if "extras" in self._file:
+            for name, a in extras.items():
+                if name in self._file["extras"] and self._file["extras"][name].shape[1:] != a.shape[1:]:
+                    raise ValueError(f"append: extras[{name!r}] has shape {a.shape[1:]} per cluster; the file has "
+                                     f"{self._file['extras'][name].shape[1:]}")
         try:
             if extras:
                 eg = self._file.require_group("extras")

@@ -51,5 +51,5 @@ def test_as_numpy_and_summary(clusters):
 def test_unknown_backend_is_refused():
     det = dc.Detector.from_layout(dc.layout.toy())
     p = dc.Particles.create(energy=[3.0], x=[0.0], y=[0.0], pid=11)
-    with pytest.raises(ValueError, match="backend = 'geant4': allowed \\('parametric',\\)"):
-        dc.simulate(det, p, key=jax.random.key(0), backend="geant4")
+    with pytest.raises(ValueError, match="backend = 'fluka': allowed \\('parametric', 'geant4'\\)"):
+        dc.simulate(det, p, key=jax.random.key(0), backend="fluka")

@@ -265,6 +265,7 @@ def simulate_geant4(detector, particles, *, key, mode: str = "relaxed", window: 
     ridx = np.clip(region, 0, detector.n_regions - 1)
     tab = {k: jnp.moveaxis(jnp.asarray(v)[ridx], 0, -1) for k, v in tables.items()}
     tab["sampling_term"] = jnp.zeros_like(tab["sampling_term"])
+    tab["cal_constant_term"] = jnp.zeros_like(tab["cal_constant_term"])      # the model's, not Geant4's
     flight = np.sqrt(x ** 2 + y ** 2 + layout.z_mm ** 2) if layout.z_mm > 0 else np.zeros(n)
     along = np.sqrt(1.0 + np.asarray(particles.tx, float) ** 2 + np.asarray(particles.ty, float) ** 2)
     t_true = np.asarray(particles.time, float) + flight / SPEED_OF_LIGHT_MM_PER_NS

@@ -33,7 +33,7 @@ __all__ = ["GEANT4_MATERIALS", "LayerSpec", "StackSpec", "stack_spec", "register
 GEANT4_MATERIALS: dict[str, tuple] = {
     "Pb": ("nist", "G4_Pb"), "W": ("nist", "G4_W"), "Si": ("nist", "G4_Si"), "Fe": ("nist", "G4_Fe"),
     "Cu": ("nist", "G4_Cu"), "Zn": ("nist", "G4_Zn"), "Al": ("nist", "G4_Al"), "C": ("nist", "G4_C"),
-    "O": ("nist", "G4_O"), "H": ("nist", "G4_H"), "Ga": ("nist", "G4_Ga"), "Gd": ("nist", "G4_Gd"),
+    "O": ("nist", "G4_lO2"), "H": ("nist", "G4_H"), "Ga": ("nist", "G4_Ga"), "Gd": ("nist", "G4_Gd"),
     "steel": ("nist", "G4_Fe"),
     "polystyrene": ("nist", "G4_POLYSTYRENE"), "scintillator": ("nist", "G4_POLYSTYRENE"),
     "air": ("nist", "G4_AIR"), "PbWO4": ("nist", "G4_PbWO4"),

@@ -61,7 +61,7 @@ def fluctuate(mean, tab, key, mode):
     holds the per-cell region rows (batch last), ``mode`` is one of :data:`MODES`."""
     a = tab["sampling_term"]
     noise = tab["noise_gev"]
-    const = tab["constant_term"]
+    const = jnp.sqrt(tab["constant_term"] ** 2 + tab["cal_constant_term"] ** 2)
     k_cell, k_const, k_pe, k_noise = jax.random.split(key, 4)
     z_const = jax.random.normal(k_const, mean.shape[-1:], dtype=mean.dtype)
     scale = 1.0 + const * z_const

@@ -88,6 +88,7 @@ def region_tables(detector: Detector, depth_nodes: int, image: bool):
             section_mask=(jnp.arange(n_out) < tech.n_sections).astype(float),
             node_section=np.asarray(onehot), node_q=np.asarray(q), node_w=np.asarray(w),
             **{f"cal_{k}": jnp.asarray(float(getattr(tech.calibrated, k))) for k in _SHAPE_CALIBRATION},
+            cal_constant_term=jnp.asarray(float(tech.calibrated.constant_term)),
         ))
     return {k: jnp.stack([jnp.asarray(r[k], dtype=float) for r in rows]) for k in rows[0]}
 
@@ -112,7 +113,11 @@ def cached_region_tables(detector: Detector, depth_nodes: int, image: bool):
     if tables is None:
         if len(_TABLES) >= 64:
             _TABLES.pop(next(iter(_TABLES)))
-        tables = _TABLES[key] = region_tables(detector, depth_nodes, image)
+        tables = region_tables(detector, depth_nodes, image)
+        # inside a trace (jit, eval_shape) even concrete technologies give staged (traced) tables:
+        # those must not outlive the trace
+        if not any(isinstance(v, jax.core.Tracer) for v in tables.values()):
+            _TABLES[key] = tables
     return tables
 
 

@@ -7,6 +7,9 @@ shower library (``diffcalo calibrate TECH --library lib.h5`` fits them, :mod:`di
   GFlash mixture rules), so thickness changes still move it;
 * ``sampling_term_scale``: multiplies the stochastic sampling term a (from the stack, or the
   technology's ``sampling_term``);
+* ``constant_term``: a relative per-shower fluctuation of the sampled energy added (in quadrature to the
+  technology's readout constant term) by the parametric backend only: what coarse sampling adds beyond
+  a/sqrt(E) (the sampled fraction depends on where the shower develops relative to thick layers);
 * ``core_scale``, ``tail_scale``: multiply the core and tail radii of the radial profile at every depth
   and energy; ``core_fraction_scale`` multiplies the core fraction p (clipped to [0, 1]);
   ``core_scale_log_e``: the core radius also scales by (1 + c ln(E / 10 GeV));
@@ -39,6 +42,7 @@ class Calibration:
 
     sampling_fraction_scale: float = 1.0
     sampling_term_scale: float = 1.0
+    constant_term: float = 0.0
     core_scale: float = 1.0
     core_scale_log_e: float = 0.0
     tail_scale: float = 1.0
@@ -59,6 +63,8 @@ class Calibration:
                 raise ValueError(f"{where}.{f.name} = {v!r}: must be a finite number")
             if f.name.endswith("_scale") and not v > 0:
                 raise ValueError(f"{where}.{f.name} = {v}: must be > 0")
+            if f.name == "constant_term" and not 0 <= v < 1:
+                raise ValueError(f"{where}.constant_term = {v}: must be in [0, 1)")
         return self
 
     @property
