@@ -280,10 +280,6 @@ def test_extras_round_trip_and_errors(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "b.h5", "plain.h5"]   # no temporary left either
 
 
-@pytest.mark.xfail(strict=True, reason="io.py DatasetWriter.append writes (resizes) the extras before it checks the "
-                   "batch's cluster shapes: a batch refused for its energy shape leaves 2 extras rows beyond the 3 "
-                   "clusters, and the dataset closed after it cannot be read (DatasetError: extras/profile must be "
-                   "an array with 3 clusters first)")
 def test_a_refused_batch_writes_none_of_its_extras(tmp_path):
     path = tmp_path / "c.h5"
     with DatasetWriter(path) as w:
@@ -430,14 +426,8 @@ def geant4_materials(g4_data):
     return _materials_in_geant4(g4_data, _known_materials())
 
 
-_O_REASON = ("geometry.py GEANT4_MATERIALS maps 'O' to G4_O, oxygen gas (0.00133 g/cm3, X0 = 257 m), while "
-             "diffcalo.materials' 'O' is 1.141 g/cm3 (X0 = 300 mm, liquid oxygen: Geant4's G4_lO2): a stack with an "
-             "'O' slab would be simulated ~860 times too thin")
-
-
 @needs_geant4
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=_O_REASON)) if n == "O"
-                                  else n for n in _known_materials()])
+@pytest.mark.parametrize("name", _known_materials())
 def test_geant4_materials_match_the_material_tables(name, geant4_materials):
     m = dc.materials.get_material(name)
     g = geant4_materials[name]
