@@ -544,7 +544,7 @@ def _cmd_calibrate(args) -> int:
     print(cal.format_rows(before))
     print(cal.format_checks(cal.checks(before)))
     print("\nfitting:", flush=True)
-    fitted, at_bound = cal.calibrate(base, train, cell)
+    fitted, at_bound = cal.calibrate(base, train, cell, fit_resolution=not args.keep_sampling_term)
     fitted = dataclasses.replace(fitted, source=str(args.library))
     after_tech = dataclasses.replace(tech, calibration=fitted)
     after = cal.compare(after_tech, groups, cell)
@@ -558,6 +558,7 @@ def _cmd_calibrate(args) -> int:
     out = pathlib.Path(args.output or f"{tech.name}.calibration.json")
     doc = dict(calibration=fitted.to_dict(), technology=tech.name, library=str(args.library),
                train=dict(particles=args.train_particles, hold_out_energy=hold), at_bound=at_bound,
+               keep_sampling_term=bool(args.keep_sampling_term), command=" ".join(["diffcalo"] + sys.argv[1:]),
                checks=[{k: v for k, v in c.items()} for c in results])
     write_text_atomic(out, json.dumps(doc, indent=1) + "\n")
     print(f"\nwrote {out}" + ("" if tech.name not in _builtin_names() else
@@ -720,6 +721,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "are held out)")
     p.add_argument("--hold-out-energy", type=float, help="energy (GeV) left out of the fit (default: the library's "
                    "middle energy; 0: none)")
+    p.add_argument("--keep-sampling-term", action="store_true", help="do not fit the sampling term (keep the "
+                   "technology's): for stacks whose Geant4 model misses the sampling fluctuations (SpaCal fibres "
+                   "simulated as equivalent layers)")
     p.add_argument("-o", "--output", help="calibration file (default: TECH.calibration.json)")
     p.set_defaults(func=_cmd_calibrate)
 

@@ -202,12 +202,16 @@ def _model_section_sf(technology) -> np.ndarray:
 
 
 # ---- the fit -----------------------------------------------------------------------------------------------
-def calibrate(technology, groups: list[dict], cell_mm: float, *, log=print):
+def calibrate(technology, groups: list[dict], cell_mm: float, *, log=print, fit_resolution: bool = True):
     """Fit the :class:`Calibration` of ``technology`` to the library ``groups`` given (the training set).
 
     Starts from the identity (the published model), whatever calibration ``technology`` carries. Every
     factor is kept in a physical range (:data:`BOUNDS`: scales within 0.3-3 of the published model, the
     shower maximum within 3 X0, ...); a factor that ends on a bound is named in the second return value.
+
+    ``fit_resolution`` False keeps the technology's sampling term (scale 1, no shower constant term):
+    for a technology whose Geant4 model is an approximation that misses its sampling fluctuations (the
+    SpaCal fibre matrices simulated as equivalent layers).
 
     Returns:
         (:class:`Calibration`, names of the factors at a bound).
@@ -259,6 +263,10 @@ def calibrate(technology, groups: list[dict], cell_mm: float, *, log=print):
     log(f"  radial: core x{cal.core_scale:.3f} (1 {cal.core_scale_log_e:+.3f} ln(E/10 GeV)), tail x{cal.tail_scale:.3f}, "
         f"core fraction x{cal.core_fraction_scale:.3f}")
 
+    if not fit_resolution:
+        log("  sampling term kept (the technology's own value); no shower constant term")
+        return cal.validate(), at_bound
+
     # 4. sampling term and the shower constant term
     def loss_res(v):
         c = dataclasses.replace(cal, sampling_term_scale=float(np.exp(v[0])), constant_term=float(v[1]))
@@ -270,8 +278,12 @@ def calibrate(technology, groups: list[dict], cell_mm: float, *, log=print):
             total += ((w.std(ddof=1) / w.mean() - g["resolution"]) / g["resolution_err"]) ** 2
         return total
 
-    r = minimize(loss_res, [0.0, 0.01], method="Nelder-Mead", bounds=BOUNDS["resolution"],
-                 options=dict(xatol=1e-3, fatol=1e-3, maxiter=200))
+    # a coarse grid first (the two terms trade against each other; a simplex from one corner can stall)
+    grid = [(la, b) for la in np.linspace(-0.6, 0.6, 9) for b in (0.0, 0.005, 0.01, 0.02, 0.04, 0.08)]
+    start = min(grid, key=loss_res)
+    r = minimize(loss_res, list(start), method="Nelder-Mead", bounds=BOUNDS["resolution"],
+                 options=dict(xatol=1e-4, fatol=1e-3, maxiter=200, initial_simplex=[
+                     list(start), [start[0] + 0.05, start[1]], [start[0], start[1] + 0.003]]))
     at_bound += _at_bound(r.x, BOUNDS["resolution"], ("sampling_term_scale", "constant_term"))
     cal = dataclasses.replace(cal, sampling_term_scale=float(np.exp(r.x[0])), constant_term=float(r.x[1]))
     log(f"  sampling term scale {cal.sampling_term_scale:.4f}, shower constant term {100 * cal.constant_term:.2f} %")
