@@ -6,6 +6,10 @@ frequency apply; their sampling term is set to the published test-beam value ins
 layer formula. Readout numbers (light yield, noise, timing) are typical published values; costs
 are illustrative relative numbers in kCHF for budget studies, not LHCb figures.
 
+These module constants are the published descriptions. The registry (``default_registry().get(name)``,
+what layouts and studies use) gives each its calibration to Geant4 from
+``diffcalo/technologies/calibration/<name>.json`` (``diffcalo calibrate``; ``docs/geant4.md``).
+
 References:
     LHCb Collaboration, "LHCb calorimeters TDR", CERN-LHCC-2000-036 (Shashlik: 66 x (2 mm Pb +
     4 mm scintillator), ~10 %/sqrt(E) (+) 1 %, ~3000 photo-electrons/GeV);
