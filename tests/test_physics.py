@@ -4,6 +4,12 @@ The figures are computed by :mod:`diffcalo.validation` (``diffcalo validate`` pr
 model misses a target of the issue, the test states the target and is marked ``xfail(strict=True)``
 with the measured figure in its reason: it keeps asserting the target, and fails loudly as soon as a
 model change makes it pass (so the mark must then be removed).
+
+Since issue 14 the built-ins carry calibrations fitted to Geant4 shower libraries made with the same
+Geant4 set-up as the LUXE reference (siw: electrons at 1, 3, 20, 50 GeV in a stack that differs from the
+reference's only in where the air gap sits): the LUXE comparisons below are then consistency checks on
+another sample and geometry variant, not independent validations; ``diffcalo validate --geant4`` holds the
+held-out checks (photons, positrons, 10 GeV).
 """
 
 import numpy as np
@@ -17,6 +23,11 @@ def shashlik():
     return validation.shashlik_resolution(per_energy=3000)
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="measured a = 6.7 %/sqrt(E) (b = 1.4 %, c = 58 MeV/E) since "
+                   "the Shashlik is calibrated to Geant4 (issue 14: sampling-only 7.8 %/sqrt(E) in Geant4's 66 x (2 mm "
+                   "Pb + 4 mm scintillator), which the calibration reproduces). LHCb's ~10 % includes what an "
+                   "idealised Geant4 stack lacks (fibre holes, light-collection non-uniformity); with a free c/E term "
+                   "on 2-100 GeV photons the fitted a is lower still")
 def test_shashlik_stochastic_term_within_15_percent_of_10_percent(shashlik):
     fit = shashlik["fit"]
     assert 0.085 <= fit.stochastic <= 0.115, str(fit)
@@ -41,10 +52,12 @@ def test_shower_maximum_grows_like_log_energy():
 
 
 @pytest.mark.parametrize("technology", [
-    "shashlik", "siw", "spacal-w",
-    pytest.param("spacal-pb", marks=pytest.mark.xfail(
-        strict=True, raises=AssertionError, reason="measured 93.1 %: the fibre-rich Pb/polystyrene mix (e/mip 0.65, F_S 7) gets "
-        "a larger core fraction from GFlash's sampling corrections")),
+    "shashlik", pytest.param("siw", marks=pytest.mark.xfail(
+        strict=True, raises=AssertionError, reason="measured 84.8 % since siw is calibrated to Geant4 (issue 14), whose "
+        "showers in this W/Si stack with 0.68 mm air gaps per 4.5 mm layer are wider than the textbook ~90 % within "
+        "the effective R_M: the calibrated model matches Geant4's 1x1 / 3x3 / 5x5 pad containment within 0.02")),
+    "spacal-w",
+    "spacal-pb",
 ])
 def test_about_90_percent_within_one_moliere_radius(technology):
     assert validation.moliere_containment(technology, energy=10.0) == pytest.approx(0.90, abs=0.03)
@@ -57,8 +70,6 @@ def g4():
     return validation.compare_geant4_luxe()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="measured: model 1.083 % vs Geant4 1.315 % (-17.7 %); the GFlash "
-                   "e/mip = 1/(1 + 0.007 (Z_pas - Z_act)) = 0.70 is below Geant4's 0.83 for thin Si")
 def test_geant4_sampling_fraction_within_5_percent(g4):
     assert g4["sampling_fraction_sim"] == pytest.approx(g4["sampling_fraction_g4"], rel=0.05), \
         (g4["sampling_fraction_sim"], g4["sampling_fraction_g4"])
@@ -70,9 +81,6 @@ def test_geant4_sampling_fraction_is_flat_in_energy(g4):
     assert np.ptp(sf) / np.mean(sf) < 0.02 and np.ptp(sf_g4) / np.mean(sf_g4) < 0.02
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="measured: stochastic term 18.8-19.4 %/sqrt(E) (seeds 0-2) vs Geant4 23.4 % (-17 to -20 %); "
-                   "the Si sampling constant comes from CALICE (16.5 % with 0.525 mm Si) and misses the "
-                   "extra fluctuation of 0.32 mm sensors")
 def test_geant4_stochastic_term_within_15_percent(g4):
     assert g4["fit_sim"].stochastic == pytest.approx(g4["fit_g4"].stochastic, rel=0.15), \
         (str(g4["fit_sim"]), str(g4["fit_g4"]))
@@ -84,6 +92,12 @@ def test_geant4_resolution_order_of_magnitude(g4):
         assert r["resolution_sim"] == pytest.approx(r["resolution_g4"], rel=0.30)
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="measured since the issue-14 calibration: model / Geant4 of the "
+                   "silicon energy per layer 0.75-0.79 in the first layers and 1.14-1.20 in the late ones at 3 GeV (beyond "
+                   "two standard errors: up to +0.165). Geant4's sampling fraction falls with depth (2.5 % in the first "
+                   "layer, 1.15 % in the last: the shower softens) while the model has one per technology; the "
+                   "calibration fits the deposited-energy profile (within 0.015 per layer), so the visible one inherits "
+                   "the depth dependence. Next step: a sampling-fraction scale per readout section")
 def test_geant4_profile_shape_within_15_percent(g4):
     """Per-layer mean profile (normalised) within 15 % in the layers holding 80 % of the energy,
     beyond the statistical error of the comparison (two standard errors: Geant4 has 200 showers per
@@ -95,8 +109,6 @@ def test_geant4_profile_shape_within_15_percent(g4):
         assert np.all(r["profile_ratio_err"] < 0.08)  # the comparison is precise enough to mean something
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="measured: 3x3 0.843 vs Geant4 0.764, 5x5 0.929 vs 0.885: the GFlash "
-                   "radial profile is narrower than Geant4's in this W/Si stack with air gaps")
 def test_geant4_containment_within_0_03(g4):
     assert g4["containment3_sim"] == pytest.approx(g4["containment3_g4"], abs=0.03)
     assert g4["containment5_sim"] == pytest.approx(g4["containment5_g4"], abs=0.03)
