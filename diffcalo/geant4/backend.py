@@ -296,6 +296,11 @@ def _layer_mid_depths(spec) -> np.ndarray:
 
 
 def _readout(energy, t_mean, tab, key, mode, timing):
+    """The parametric readout on Geant4's cell energies (one compiled function per shapes and mode)."""
+    return _readout_jit(energy, t_mean, tab, key, mode, timing)
+
+
+def _readout_impl(energy, t_mean, tab, key, mode, timing):
     import jax
     import jax.numpy as jnp
 
@@ -310,3 +315,25 @@ def _readout(energy, t_mean, tab, key, mode, timing):
     else:
         times = jnp.zeros_like(cells)
     return jnp.moveaxis(cells, -1, 0), jnp.moveaxis(times, -1, 0)
+
+
+def _jit_readout():
+    import jax
+
+    return jax.jit(_readout_impl, static_argnames=("mode", "timing"))
+
+
+class _LazyJit:
+    """``jax.jit`` of the readout made on first use (importing this module does not import JAX)."""
+
+    def __init__(self, make):
+        self._make, self._fn = make, None
+
+    def __call__(self, *args):
+        if self._fn is None:
+            self._fn = self._make()
+        energy, t_mean, tab, key, mode, timing = args
+        return self._fn(energy, t_mean, tab, key, mode=mode, timing=timing)
+
+
+_readout_jit = _LazyJit(_jit_readout)
