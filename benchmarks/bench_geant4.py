@@ -48,7 +48,6 @@ import os
 import pathlib
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -56,6 +55,8 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from machine import load, revision  # noqa: E402  (benchmarks/machine.py)
 
 import diffcalo as dc  # noqa: E402
 from diffcalo.geant4.backend import DEFAULT_CHUNK_GEV, chunks_by_energy, run_geant4  # noqa: E402
@@ -82,27 +83,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def _revision() -> str:
-    """Git revision of the working tree (with ``+dirty`` if diffcalo/ has uncommitted changes)."""
-    root = pathlib.Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "diffcalo"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return rev + ("+dirty" if dirty else "")
-
-
-def _load() -> str:
-    """The 1/5/15-minute load averages, for judging whether the timings were disturbed."""
-    try:
-        return " / ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 # ---- particles and detectors ----------------------------------------------------------------------------------
@@ -278,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Geant4 vs parametric backend: electrons at normal incidence on a cell centre, {WINDOW}x{WINDOW} window")
     print(f"  CPU {_cpu_model()}, {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable); "
           f"python {platform.python_version()}, jax {jax.__version__} ({jax.default_backend()})")
-    load_start = _load()
-    print(f"  diffcalo revision {_revision()}; load average at start {load_start} "
+    load_start = load()
+    print(f"  diffcalo revision {revision()}; load average at start {load_start} "
           "(other processes on the machine distort the timings)")
     print()
 
@@ -313,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Geant4 throughput, {sn} electrons of {se:g} GeV in {stech}, run_geant4(executor='process'), tasks of "
           f"{args.scaling_chunk_gev:g} GeV:", flush=True)
     scaling = geant4_scaling(reg.get(stech), sn, se, args.workers_list, args)
-    load_end = _load()
+    load_end = load()
     print()
 
     print(f"Geant4 {version} (G4EmStandardPhysics, 0.7 mm cut); data {args.data or 'default directory'}")
@@ -362,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps(dict(
             machine=dict(cpu=_cpu_model(), cores=os.cpu_count(), usable_cores=len(os.sched_getaffinity(0)),
                          load_start=load_start, load_end=load_end),
-            revision=_revision(), geant4=version, jax=jax.__version__, window=WINDOW, batch=args.batch,
+            revision=revision(), geant4=version, jax=jax.__version__, window=WINDOW, batch=args.batch,
             repeats=args.repeats, showers=g4_rows, warmup=warmups, scaling=scaling), indent=1))
         print(f"Results: {out}")
     return 0

@@ -31,7 +31,6 @@ import functools
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -54,6 +53,7 @@ from diffcalo.simulation.regions import region_tables
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy_peer as peer  # noqa: E402
+from machine import load, revision  # noqa: E402
 
 WINDOW = 5
 REGION = "spacal-w"
@@ -275,27 +275,6 @@ def floor_rate(counts: dict[str, int], per_op: dict[str, dict[str, float]], impl
     return 1.0 / sum(c * cost(op) for op, c in counts.items())
 
 
-def _revision() -> str:
-    """Git revision of the working tree (with ``+dirty`` if diffcalo/ has uncommitted changes)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "diffcalo"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return rev + ("+dirty" if dirty else "")
-
-
-def _load() -> str:
-    """The 1/5/15-minute load averages, for judging whether the timings were disturbed."""
-    try:
-        return " / ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 # ---- main ----------------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -332,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{np.__version__}, scipy {scipy.__version__}, python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs; NumPy peer dtype {np.dtype(peer.DTYPE).name}, JAX dtype "
           f"{particles.energy.dtype}")
-    print(f"  diffcalo revision {_revision()}; load average at start {_load()} "
+    print(f"  diffcalo revision {revision()}; load average at start {load()} "
           "(other processes on the machine distort the timings)")
     print()
 
@@ -415,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"    machine floor (faster of JAX/NumPy per op): {best:12,.0f} clusters/s; best measured "
               f"{n / min(med['JAX', mode], med['NumPy', mode]):,.0f}")
     bench_pileup(det, n, repeats)
-    print(f"  load average at end {_load()}")
+    print(f"  load average at end {load()}")
 
 
 def bench_pileup(det, n: int, repeats: int, collisions: float = 40.0) -> None:

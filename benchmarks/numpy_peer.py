@@ -45,7 +45,7 @@ DTYPE = np.float32
 
 _INV_2PI = DTYPE(0.15915494309189535)
 _PHOTON = 22
-_PHOTON_DEPTH_SHIFT_X0 = 1.0
+_PHOTON_DEPTH_SHIFT_X0 = 9.0 / 7.0 - 0.6931471805599453     # diffcalo.simulation.gflash
 _STATUS_OK, _STATUS_BEAM_HOLE, _STATUS_OUTSIDE = 0, 1, 2
 
 
@@ -160,6 +160,9 @@ def shower_shapes(model: PeerModel, batch: Batch, z1: np.ndarray, z2: np.ndarray
     fs = rows["sampling_frequency"]
     t_sam = np.maximum(t_hom - DTYPE(0.55) / fs - DTYPE(0.69) * (DTYPE(1.0) - rows["e_over_mip"]), DTYPE(0.5))
     alpha_sam = np.maximum(alpha_hom - DTYPE(0.476) / fs, DTYPE(1.2))
+    # the technology's calibration to Geant4 (issue 14): shower-maximum shift, alpha scale
+    t_sam = np.maximum(t_sam + rows["cal_t_max_shift_x0"], DTYPE(0.5))
+    alpha_sam = alpha_sam * rows["cal_alpha_scale"]
     hom = fs >= HOMOGENEOUS_FS                  # homogeneous media use Grindhammer-Peters' homogeneous fluctuations
     sigma_t = DTYPE(1.0) / np.maximum(np.where(hom, DTYPE(-1.4) + DTYPE(1.26) * ln_y,
                                                DTYPE(-2.5) + DTYPE(1.25) * ln_y), DTYPE(2.0))
@@ -225,7 +228,13 @@ def _radial_parameters(energy: np.ndarray, tau: np.ndarray, rows: dict[str, np.n
     p = p + one_minus_e * (DTYPE(0.348) - DTYPE(0.642) * np.exp(-((tau - DTYPE(1.0)) ** 2)) / fs)
     r_core = np.maximum(r_core, DTYPE(0.005))
     r_tail = np.maximum(r_tail, r_core)
-    return r_core, r_tail, np.clip(p, DTYPE(0.0), DTYPE(1.0))
+    p = np.clip(p, DTYPE(0.0), DTYPE(1.0))
+    # the technology's calibration to Geant4 (issue 14): radial scales
+    core = rows["cal_core_scale"][:, None] * np.maximum(
+        DTYPE(1.0) + rows["cal_core_scale_log_e"][:, None] * (ln_e - DTYPE(np.log(10.0))), DTYPE(0.2))
+    r_core = r_core * core
+    r_tail = np.maximum(r_tail * rows["cal_tail_scale"][:, None], r_core)
+    return r_core, r_tail, np.clip(p * rows["cal_core_fraction_scale"][:, None], DTYPE(0.0), DTYPE(1.0))
 
 
 def _grid_integral(xe: np.ndarray, ye: np.ndarray, radius: np.ndarray) -> np.ndarray:
@@ -299,7 +308,8 @@ def fluctuate(mean: np.ndarray, rows: dict[str, np.ndarray], rng: np.random.Gene
     col = lambda name: rows[name][:, None, None, None]  # noqa: E731
     a2 = col("sampling_term") ** 2
     noise = col("noise_gev")
-    scale = (DTYPE(1.0) + rows["constant_term"] * rng.standard_normal(mean.shape[0], dtype=DTYPE))
+    const = np.sqrt(rows["constant_term"] ** 2 + rows["cal_constant_term"] ** 2)
+    scale = (DTYPE(1.0) + const * rng.standard_normal(mean.shape[0], dtype=DTYPE))
     scale = scale[:, None, None, None]
     e = np.maximum(mean, DTYPE(0.0))
     if mode == "relaxed":
