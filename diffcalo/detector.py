@@ -92,9 +92,6 @@ class Detector:
         """
         rows = []
         for t in self.technologies:
-            sf = t.layer_sampling_fraction()
-            edges = t.section_layer_edges()
-            vals = [jnp.mean(sf[a:b]) for a, b in zip(edges[:-1], edges[1:])]
-            vals += [vals[-1]] * (self.n_sections - len(vals))
-            rows.append(jnp.stack(vals))
+            sf = t.section_sampling_fraction()
+            rows.append(jnp.concatenate([sf, jnp.repeat(sf[-1:], self.n_sections - sf.shape[0])]))
         return jnp.stack(rows)

@@ -23,6 +23,7 @@ order in which chunks finish). Workers are processes (a local pool, or Dask: the
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -30,7 +31,7 @@ import numpy as np
 
 from diffcalo.errors import ConfigError
 
-__all__ = ["run_geant4", "simulate_geant4", "task_seeds", "available_cpus", "DEFAULT_CHUNK_GEV"]
+__all__ = ["run_geant4", "simulate_geant4", "task_seeds", "available_cpus", "section_depths", "DEFAULT_CHUNK_GEV"]
 
 #: Energy (GeV) of the showers in one task: about 1-4 s of Geant4 each on this project's machines.
 DEFAULT_CHUNK_GEV = 200.0
@@ -249,15 +250,7 @@ def simulate_geant4(detector, particles, *, key, mode: str = "relaxed", window: 
         cells = raw["cells"]
         ns = cells.shape[1]
         energy[sel, :ns] = cells / sf[r, :ns][None, :, None, None]
-        # energy-weighted depth of each section (mm from the front face), from the layer profile
-        spec = raw["spec"]
-        z_mid = _layer_mid_depths(spec)
-        la = raw["layer_active"].astype(float)
-        sec = np.asarray(spec.layer_sections())
-        for s in range(ns):
-            w = la[:, sec == s]
-            tot = w.sum(axis=1)
-            depth[sel, s] = np.where(tot > 0, (w * z_mid[sec == s]).sum(axis=1) / np.where(tot > 0, tot, 1.0), 0.0)
+        depth[sel, :ns] = section_depths(raw["spec"], raw["layer_active"])
         deposited = raw["layer_active"].sum(axis=1) + raw["layer_absorber"].sum(axis=1)
         leakage[sel] = 1.0 - deposited / e_true[sel]
     # readout (no sampling term: Geant4 made the sampling fluctuations) and times
@@ -285,19 +278,35 @@ def simulate_geant4(detector, particles, *, key, mode: str = "relaxed", window: 
         n_background=np.zeros(n, np.int32), t_true=t_true.astype(np.float32))
 
 
-def _layer_mid_depths(spec) -> np.ndarray:
-    """Depth (mm from the front face) of the middle of every layer's active slab."""
-    z, out = 0.0, []
+def section_depths(spec, layer_active) -> np.ndarray:
+    """Energy-weighted depth (mm from the front face) of each readout section's active deposits, per
+    shower [n, S], from the per-layer active energies [n, L] (0 for a section without energy)."""
+    z, mid = 0.0, []
     for b in spec.blocks:
         for _ in range(b.count):
-            out.append(z + b.absorber_mm + 0.5 * b.active_mm)
+            mid.append(z + b.absorber_mm + 0.5 * b.active_mm)
             z += b.pitch_mm
-    return np.asarray(out)
+    mid = np.asarray(mid)
+    la = np.asarray(layer_active, float)
+    sec = np.asarray(spec.layer_sections())
+    out = np.zeros((la.shape[0], spec.n_sections))
+    for s in range(spec.n_sections):
+        w = la[:, sec == s]
+        tot = w.sum(axis=1)
+        out[:, s] = np.where(tot > 0, (w * mid[sec == s]).sum(axis=1) / np.where(tot > 0, tot, 1.0), 0.0)
+    return out
 
 
 def _readout(energy, t_mean, tab, key, mode, timing):
     """The parametric readout on Geant4's cell energies (one compiled function per shapes and mode)."""
-    return _readout_jit(energy, t_mean, tab, key, mode, timing)
+    return _readout_jit()(energy, t_mean, tab, key, mode=mode, timing=timing)
+
+
+@functools.cache
+def _readout_jit():
+    import jax
+
+    return jax.jit(_readout_impl, static_argnames=("mode", "timing"))
 
 
 def _readout_impl(energy, t_mean, tab, key, mode, timing):
@@ -315,25 +324,3 @@ def _readout_impl(energy, t_mean, tab, key, mode, timing):
     else:
         times = jnp.zeros_like(cells)
     return jnp.moveaxis(cells, -1, 0), jnp.moveaxis(times, -1, 0)
-
-
-def _jit_readout():
-    import jax
-
-    return jax.jit(_readout_impl, static_argnames=("mode", "timing"))
-
-
-class _LazyJit:
-    """``jax.jit`` of the readout made on first use (importing this module does not import JAX)."""
-
-    def __init__(self, make):
-        self._make, self._fn = make, None
-
-    def __call__(self, *args):
-        if self._fn is None:
-            self._fn = self._make()
-        energy, t_mean, tab, key, mode, timing = args
-        return self._fn(energy, t_mean, tab, key, mode=mode, timing=timing)
-
-
-_readout_jit = _LazyJit(_jit_readout)

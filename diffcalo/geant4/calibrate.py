@@ -195,12 +195,6 @@ def model_observables(technology, group: dict, cell_mm: float, *, seed: int = 0,
                 containment=cont, resolution=float(wsum.std(ddof=1) / wsum.mean()), window_sum=wsum)
 
 
-def _model_section_sf(technology) -> np.ndarray:
-    sf = np.asarray(technology.layer_sampling_fraction(), float)
-    edges = technology.section_layer_edges()
-    return np.array([sf[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
-
-
 # ---- the fit -----------------------------------------------------------------------------------------------
 def calibrate(technology, groups: list[dict], cell_mm: float, *, log=print, fit_resolution: bool = True):
     """Fit the :class:`Calibration` of ``technology`` to the library ``groups`` given (the training set).
@@ -438,6 +432,7 @@ def parametric_library(technology, cell_mm: float, energies, *, pid: int = 11, s
                               cell_size_mm=np.full(n, cell_mm, np.float32), region=np.zeros(n, np.int32),
                               status=np.zeros(n, np.int32), leakage=leak.astype(np.float32),
                               n_background=np.zeros(n, np.int32), t_true=z))
-    meta = dict(em_scale_sampling_fraction=list(_model_section_sf(technology)), cell_size_mm=cell_mm,
+    meta = dict(em_scale_sampling_fraction=[float(v) for v in np.asarray(technology.section_sampling_fraction())],
+                cell_size_mm=cell_mm,
                 technology=technology.name, energies=[float(e) for e in energies])
     return Clusters.concatenate(parts), dict(layer_active=np.concatenate(la), layer_absorber=np.concatenate(lb)), meta

@@ -128,7 +128,7 @@ def make_library(technology, path, *, particles=DEFAULT_PARTICLES, energies=DEFA
     if path.is_dir():
         raise ConfigError(f"{path} is a directory; give the library a file name (e.g. {path / 'lib.h5'})")
     data = ensure_data(data_dir, log=log)
-    sf = [float(v) for v in _section_sampling_fraction(technology)]
+    sf = [float(v) for v in np.asarray(technology.section_sampling_fraction())]
     request = dict(technology=technology.name, cell_size_mm=float(cell_mm), window=window, particles=list(particles),
                    energies=list(energies), showers=showers, max_slope=float(max_slope), seed=int(seed), block=block,
                    em_scale_sampling_fraction=sf)
@@ -203,31 +203,15 @@ def make_library(technology, path, *, particles=DEFAULT_PARTICLES, energies=DEFA
     return path
 
 
-def _section_sampling_fraction(technology) -> np.ndarray:
-    """The technology's sampling fraction per readout section (the EM scale of the parametric backend)."""
-    sf = np.asarray(technology.layer_sampling_fraction(), float)
-    edges = technology.section_layer_edges()
-    return np.array([sf[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
-
-
 def _as_library_rows(raw, shots, cell_mm, sf):
     """Library rows (a Clusters mapping and extras) from run_geant4's raw output."""
-    from diffcalo.geant4.backend import _layer_mid_depths
+    from diffcalo.geant4.backend import section_depths
     from diffcalo.simulation.readout import SPEED_OF_LIGHT_MM_PER_NS
 
     n = len(shots["energy"])
     cells = raw["cells"] / np.asarray(sf, np.float32)[None, :, None, None]
-    spec = raw["spec"]
-    la = raw["layer_active"].astype(float)
-    sec = np.asarray(spec.layer_sections())
-    z_mid = _layer_mid_depths(spec)
-    t_sec = np.zeros((n, spec.n_sections))
     along = np.sqrt(1 + shots["tx"] ** 2 + shots["ty"] ** 2)
-    for s in range(spec.n_sections):
-        w = la[:, sec == s]
-        tot = w.sum(axis=1)
-        t_sec[:, s] = np.where(tot > 0, (w * z_mid[sec == s]).sum(axis=1) / np.where(tot > 0, tot, 1), 0) * along
-    t_sec /= SPEED_OF_LIGHT_MM_PER_NS
+    t_sec = section_depths(raw["spec"], raw["layer_active"]) * along[:, None] / SPEED_OF_LIGHT_MM_PER_NS
     time = np.where(cells > 0, t_sec[:, :, None, None], 0.0)
     deposited = raw["layer_active"].sum(axis=1) + raw["layer_absorber"].sum(axis=1)
     off = np.stack([shots["x"], shots["y"]], axis=1)

@@ -250,6 +250,13 @@ class Technology:
             out.append(jnp.broadcast_to(p.sampling_fraction, (b.count,)))
         return jnp.concatenate(out) * self.calibrated.sampling_fraction_scale
 
+    def section_sampling_fraction(self):
+        """Visible fraction of EM energy per readout section (the mean of its layers'): [n_sections].
+        The EM scale of every backend: cell energy = deposit in the active medium / this."""
+        sf = self.layer_sampling_fraction()
+        edges = self.section_layer_edges()
+        return jnp.stack([jnp.mean(sf[a:b]) for a, b in zip(edges[:-1], edges[1:])])
+
     def mip_response(self):
         r"""What a minimum-ionising particle crossing the stack at normal incidence reads, per
         section (EM-scale GeV: energy lost in all materials / (e/mip)), and the probability that a
