@@ -16,7 +16,9 @@ task), not on the worker, the order of tasks or what the process ran before.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 
 import numpy as np
 
@@ -42,7 +44,7 @@ def _geant4(data_dir: str | None = None):
         from diffcalo.geant4.data import environment
 
         env = environment(data_dir)
-        if "geant4_pybind" not in __import__("sys").modules:
+        if "geant4_pybind" not in sys.modules:
             os.environ.update(env)
         elif os.environ.get("GEANT4_DATA_DIR") != env["GEANT4_DATA_DIR"]:
             raise RuntimeError(f"this process already runs Geant4 on {os.environ.get('GEANT4_DATA_DIR')}; "
@@ -92,8 +94,6 @@ class _quiet_stdout:
     (warnings, errors) still reaches stderr."""
 
     def __enter__(self):
-        import sys
-
         sys.stdout.flush()
         self.saved = os.dup(1)
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -109,10 +109,7 @@ class _Application:
     """The run manager, physics list, gun and event action of one process."""
 
     def __init__(self, g4):
-        import json
-
         self.g4 = g4
-        self._json = json
         self.spec = None
         self.key = None
         self.builds = 0
@@ -134,7 +131,7 @@ class _Application:
     def set_geometry(self, spec_json: str) -> None:
         from diffcalo.geant4.geometry import LayerSpec, StackSpec
 
-        d = self._json.loads(spec_json)
+        d = json.loads(spec_json)
         d["blocks"] = tuple(LayerSpec(**b) for b in d["blocks"])
         d["sections"] = tuple(d["sections"])
         d["materials"] = tuple((m, tuple(v)) for m, v in d["materials"])
@@ -289,7 +286,6 @@ class _Application:
     def record(self, event):
         i = event.GetEventID()
         hce = event.GetHCofThisEvent()
-        spec = self.spec
         flat = self.cells[i].reshape(-1)
         for idx, val in hce.GetHC(self.ids[0]):
             flat[idx] += val
@@ -302,7 +298,6 @@ class _Application:
         self.cells[i] *= scale
         self.layer_active[i] *= scale
         self.layer_absorber[i] *= scale
-        del spec
 
 
 def _make_detector_class(g4):
