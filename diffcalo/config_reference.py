@@ -162,7 +162,14 @@ def study_keys() -> list[Key]:
     """Keys of a study config (:func:`diffcalo.study.config.load_study_config`)."""
     from diffcalo.config import MAX_COLLISIONS, MAX_ENERGY_GEV
     from diffcalo.layout import PRESETS
-    from diffcalo.study.config import EXECUTORS, FIGURES_OF_MERIT, MAX_SIGNAL_DECAYS, MAX_TRAIN_PHOTONS, OPTIMIZERS
+    from diffcalo.study.config import (
+        CELL_SIZE_ORDERS,
+        EXECUTORS,
+        FIGURES_OF_MERIT,
+        MAX_SIGNAL_DECAYS,
+        MAX_TRAIN_PHOTONS,
+        OPTIMIZERS,
+    )
 
     quoted = lambda names: ", ".join(f'"{n}"' for n in names)
     return [
@@ -184,8 +191,14 @@ def study_keys() -> list[Key]:
             "An inner region adds 1 ... max_ring modules on each side (x)."),
         Key("design.split", "split", "boolean", "true, false", "",
             "Search the longitudinal split (one or two readout sections) of segmented technologies."),
-        Key("budget.total", "budget", "float", "> 0", "kCHF",
-            "Cost limit of a design (the technologies' illustrative module and channel costs)."),
+        Key("design.cell_size_order", "cell_size_order", "string", quoted(CELL_SIZE_ORDERS), "",
+            "non-decreasing-outward: only designs whose cells never get smaller going outward (each region's "
+            "cells at least as large as those of the region inside it; equal sizes allowed), a known constraint "
+            "of the space like the budget, so no optimiser proposes coarser cells nearer the beam; free: any "
+            "order. A study journal written before this key existed reads back as free."),
+        Key("budget.total", "budget", "float", "> 0, at least the cheapest design's cost", "kCHF",
+            "Cost limit of a design (the technologies' illustrative module and channel costs). A budget below the "
+            "cheapest design (the cheapest option on the whole wall) is refused when the file is loaded."),
         Key("samples.train_photons", "train_photons", "integer", f"200 x regions ... {MAX_TRAIN_PHOTONS}", "photons",
             "Training photons per design, spread equally over the regions."),
         Key("samples.signal_decays", "signal_decays", "integer", f"100 ... {MAX_SIGNAL_DECAYS}", "decays",

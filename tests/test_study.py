@@ -53,6 +53,9 @@ def _cfg(**sections):
     ("[samples]\ntrain_photon = 3", r"unknown key\(s\) \['train_photon'\] in \[samples\]"),
     ("[samples]\nphoton_energy = [10, 1]", r"samples.photon_energy = \[10, 1\]: \[low, high\] in GeV"),
     ("[wall]\nlayout = 'atlas'", r"wall.layout = 'atlas': allowed: lhcb-current"),
+    ("[design]\ncell_size_order = 'inward'", r"design.cell_size_order = 'inward': allowed: non-decreasing-outward, free"),
+    ("[budget]\ntotal = 5000", r"budget.total = 5000 kCHF: no design of this space fits it; the cheapest, option "
+                               r"'shashlik:121.2' in every region, costs 10930 kCHF"),
 ])
 def test_study_config_errors_name_key_value_and_allowed(tmp_path, text, message):
     path = tmp_path / "s.toml"

@@ -2,6 +2,7 @@
 the report, resolution-fit terms at their bound shown as bounds, poor fits flagged, the GP-slices figure."""
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -15,12 +16,15 @@ DESIGN = dict(option_0="spacal-pb:30.3", option_1="shashlik:60.6", option_2="sha
 
 def test_a_design_and_the_presets_in_words():
     cfg = study_config_from_dict({})
-    assert describe_design(cfg, DESIGN) == "SpaCal-Pb 3 cm (ring 1) / Shashlik 6 cm (ring 9) / Shashlik 6 cm, no split"
+    rings = ("out to x = ±0.36 m, y = ±0.36 m (ring 1 module)",          # 6 x 6 modules of 121.2 mm
+             "out to x = ±1.45 m, y = ±1.21 m (ring 9 modules)")        # 24 x 20
+    assert describe_design(cfg, DESIGN) == \
+        f"SpaCal-Pb 3 cm {rings[0]} / Shashlik 6 cm {rings[1]} / Shashlik 6 cm, no split"
     assert describe_design(cfg, dict(DESIGN, option_0="spacal-w:15.15", split=True)) == \
-        "SpaCal-W 1.5 cm (ring 1) / Shashlik 6 cm (ring 9) / Shashlik 6 cm, split"
+        f"SpaCal-W 1.5 cm {rings[0]} / Shashlik 6 cm {rings[1]} / Shashlik 6 cm, split"
     # the split changes nothing when no region is segmented: it is not mentioned
     assert describe_design(cfg, dict(DESIGN, option_0="shashlik:40.4")) == \
-        "Shashlik 4 cm (ring 1) / Shashlik 6 cm (ring 9) / Shashlik 6 cm"
+        f"Shashlik 4 cm {rings[0]} / Shashlik 6 cm {rings[1]} / Shashlik 6 cm"
     assert describe_preset("lhcb-current") == "current LHCb layout (Shashlik 4 / 6 / 12 cm)"
     assert describe_preset("lhcb-upgrade2-baseline") == \
         "LHCb Upgrade II baseline (SpaCal-W 1.5 cm / SpaCal-Pb 3 cm / Shashlik 6 / 12 cm)"
@@ -29,6 +33,7 @@ def test_a_design_and_the_presets_in_words():
         "ring 2 (modules per side)", "longitudinal split"]
     assert value_label("option_1", "spacal-w:15.15") == "SpaCal-W 1.5 cm"
     assert [value_label("split", v) for v in (True, False)] == ["split", "no split"]
+    assert [value_label("ring_0", v, cfg) for v in (1, 9)] == ["1 (0.12 m)", "9 (1.09 m)"]     # x 121.2 mm
     assert [r.name for r in layout_from_design(cfg, DESIGN).regions] == ["region 1", "region 2", "region 3"]
 
 
@@ -71,8 +76,9 @@ def test_the_summary_names_designs_units_and_errors():
                                                 within_budget=False)}
     text = summary_text(cfg, runs, baselines, wall_time_s=12.0)
     assert "| | design | π0 → γγ mass core width (MeV) | cost (kCHF) |" in text
-    assert ("| best of GP-BO (evaluation 2) | SpaCal-Pb 3 cm (ring 1) / Shashlik 6 cm (ring 9) / Shashlik 6 cm, "
-            "no split | 95.3 ± 1.2 | 14122 |") in text
+    assert ("| best of GP-BO (evaluation 2) | SpaCal-Pb 3 cm out to x = ±0.36 m, y = ±0.36 m (ring 1 module) / "
+            "Shashlik 6 cm out to x = ±1.45 m, y = ±1.21 m (ring 9 modules) / Shashlik 6 cm, no split | 95.3 ± 1.2 | "
+            "14122 |") in text
     assert "| baseline | current LHCb layout (Shashlik 4 / 6 / 12 cm) | 105.5 ± 1.5 | 9000 |" in text
     assert "| 99.9 ± 1.3 | 17000 (over budget) |" in text
     assert "option_0" not in text and "ring_0" not in text
@@ -125,7 +131,10 @@ def test_the_report_shows_units_errors_bounds_and_poor_fits(tmp_path):
     assert "b < " in text and "c < " in text
     assert "POOR FIT" in text and "**Poor fits**" in text and "best design, region 2" in text
     assert "option_0" not in text and "ring_0" not in text
-    assert "| region | technology | cell size (mm) | modules | longitudinal sections | channels | cost (kCHF) |" in text
+    assert ("| region | technology | cell size (mm) | outer edge (half-width x, half-height y) | modules | "
+            "longitudinal sections | channels | cost (kCHF) |") in text
+    assert re.search(r"\n\| 3 \| [^|\n]+ \| [0-9.]+ \| x = ±3.88 m, y = ±3.15 m \| ", text)    # the whole 64 x 52 wall
+    assert "Cell sizes never decrease going outward" in text
 
 
 def test_gp_slices_one_panel_per_parameter_with_distinct_readable_titles():
@@ -148,5 +157,8 @@ def test_gp_slices_one_panel_per_parameter_with_distinct_readable_titles():
             if hasattr(p, "choices"):       # categorical: points with error bars, never joined by a line
                 assert all(line.get_linestyle() in ("None", "") for line in ax.get_lines() if len(line.get_xdata()) > 1)
                 assert [t.get_text() for t in ax.get_xticklabels()] == [value_label(p.name, v) for v in p.choices]
+            else:                           # rings: modules with their width in metres
+                assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["1 (0.12 m)", "2 (0.24 m)"]
+                assert ax.get_xlabel() == "modules added on each side in x (their width in m)"
     finally:
         plt.close(fig)

@@ -16,6 +16,8 @@ Layout of a study file (every key optional except where noted; defaults in the d
     options = ["spacal-w:15.15", "spacal-pb:30.3", "shashlik:40.4", "shashlik:60.6", "shashlik:121.2"]
     max_ring = 12                          # an inner region adds 1..max_ring modules on each side (x)
     split = true                           # search the longitudinal split of segmented technologies
+    cell_size_order = "non-decreasing-outward"   # a region's cells are never smaller than those inside it
+                                           # ("free": any order, e.g. 6 cm cells inside 4 cm cells)
 
     [budget]
     total = 16100.0                        # kCHF (the technologies' illustrative module/channel costs)
@@ -40,7 +42,24 @@ Layout of a study file (every key optional except where noted; defaults in the d
     workers = 1
     scheduler = ""                         # address of an existing Dask scheduler ("" = LocalCluster)
 
-Errors name the key, the value and what is allowed (:class:`~diffcalo.config.ConfigError`).
+Errors name the key, the value and what is allowed (:class:`~diffcalo.config.ConfigError`). A study
+file whose design space holds no design at all because even the cheapest design is over the budget is
+refused at load time (:func:`cheapest_design`); one whose inner regions cannot fit in the wall, when
+its space is built (:func:`diffcalo.study.design.design_space`).
+
+Cell-size order (``[design] cell_size_order``). By default (``"non-decreasing-outward"``) the design
+space only holds designs whose cell size never decreases going outward (region i+1's cells at least
+as large as region i's; equal sizes allowed): granularity does not get coarser towards the beam. It
+is part of the space's known constraint, with the budget, so no optimiser ever proposes a design that
+breaks it. ``"free"`` lets every region take any option (the only behaviour before the key existed).
+The constraint alone never empties a space: the cheapest design, one option everywhere, keeps it.
+
+Compatibility. The flat form (:meth:`StudyConfig.as_dict`, stored in every journal) records
+``cell_size_order`` only when it is not ``"free"``, and :func:`study_config_from_flat` reads an absent
+key as ``"free"``: a journal written before the key existed reads back as the study it was (free
+order), and resumes with a study file that sets ``cell_size_order = "free"``. A study file without the
+key gets the new default, so resuming such an old journal with it is refused (the configs differ)
+rather than continued under another search space.
 """
 
 from __future__ import annotations
@@ -55,8 +74,8 @@ from diffcalo.checks import fail as _fail
 from diffcalo.config import MAX_COLLISIONS, MAX_ENERGY_GEV, ConfigError, _read_toml, names_file
 
 __all__ = ["StudyConfig", "load_study_config", "study_config_from_dict", "study_config_from_flat",
-           "require_study_config", "FIGURES_OF_MERIT", "EXECUTORS", "OPTIMIZERS", "MAX_TRAIN_PHOTONS",
-           "MAX_SIGNAL_DECAYS"]
+           "require_study_config", "cheapest_design", "FIGURES_OF_MERIT", "EXECUTORS", "OPTIMIZERS", "CELL_SIZE_ORDERS",
+           "MAX_TRAIN_PHOTONS", "MAX_SIGNAL_DECAYS"]
 
 FIGURES_OF_MERIT = {"pi0_width": "minimise", "bs_significance": "maximise"}
 #: Sample-size caps: one evaluation simulates all its photons in one call and holds them in memory
@@ -67,6 +86,13 @@ MAX_TRAIN_PHOTONS = 1_000_000
 MAX_SIGNAL_DECAYS = 500_000
 EXECUTORS = ("inprocess", "process", "dask")
 OPTIMIZERS = ("gp", "random")
+#: ``[design] cell_size_order``: which designs the space holds, by the order of their regions' cell sizes.
+CELL_SIZE_ORDERS = {"non-decreasing-outward": "each region's cells at least as large as the cells of the region "
+                                              "inside it (equal sizes allowed)",
+                    "free": "any order (finer cells may lie outside coarser ones)"}
+#: The value of a flat config (a journal's) that does not record ``cell_size_order``: such a journal was
+#: written before the key existed, when every order was allowed.
+FLAT_CELL_SIZE_ORDER = "free"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +111,7 @@ class StudyConfig:
                                 "shashlik:121.2")
     max_ring: int = 12
     split: bool = True
+    cell_size_order: str = "non-decreasing-outward"
     budget: float = 16100.0
     train_photons: int = 24000
     signal_decays: int = 6000
@@ -100,10 +127,14 @@ class StudyConfig:
     scheduler: str = ""
 
     def as_dict(self) -> dict:
-        """The flat, JSON-ready form (the journal stores it; :func:`study_config_from_flat` reads it back)."""
+        """The flat, JSON-ready form (the journal stores it; :func:`study_config_from_flat` reads it back).
+        ``cell_size_order`` is left out when it is ``"free"``, as in the journals written before the key
+        existed (module docstring, Compatibility)."""
         d = dataclasses.asdict(self)
         d["options"] = list(self.options)
         d["photon_energy"] = list(self.photon_energy)
+        if d["cell_size_order"] == FLAT_CELL_SIZE_ORDER:
+            del d["cell_size_order"]
         return d
 
 
@@ -118,7 +149,7 @@ def require_study_config(config) -> StudyConfig:
 _SECTIONS = {
     "study": {"name", "seed", "figure_of_merit", "collisions"},
     "wall": {"layout"},
-    "design": {"regions", "options", "max_ring", "split"},
+    "design": {"regions", "options", "max_ring", "split", "cell_size_order"},
     "budget": {"total"},
     "samples": {"train_photons", "signal_decays", "photon_energy"},
     "reco": {"epochs", "batch_size"},
@@ -160,19 +191,21 @@ def study_config_from_dict(raw: dict, where: str = "study config") -> StudyConfi
             raise ConfigError(f"{where}: unknown key(s) {unknown} in [{section}]; allowed: {sorted(_SECTIONS[section])}")
         for k, v in table.items():
             flat[_RENAME.get((section, k), k)] = v
-    return _validated(flat)
+    return _within_reach(_validated(flat))
 
 
 def study_config_from_flat(flat: dict, where: str = "study config") -> StudyConfig:
     """Validate a flat config, the form of :meth:`StudyConfig.as_dict` (a journal's stored config, or a
-    loaded config with command-line changes); keys not given take their defaults."""
+    loaded config with command-line changes); keys not given take their defaults, except
+    ``cell_size_order``, which is ``"free"`` when not given (as in a journal written before the key
+    existed; module docstring, Compatibility)."""
     if not isinstance(flat, dict):
         raise ConfigError(f"{where}: {flat!r}: must be a table of study settings")
     unknown = sorted(set(flat) - {f.name for f in dataclasses.fields(StudyConfig)})
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: "
                           f"{sorted(f.name for f in dataclasses.fields(StudyConfig))}")
-    return _validated(flat)
+    return _validated({"cell_size_order": FLAT_CELL_SIZE_ORDER, **flat})
 
 
 def _validated(flat: dict) -> StudyConfig:
@@ -211,6 +244,7 @@ def _validated(flat: dict) -> StudyConfig:
     d["options"] = tuple(d["options"])
     check_int("design.max_ring", d["max_ring"], 1, max(wall.modules_x, wall.modules_y))
     check_bool("design.split", d["split"])
+    check_choice("design.cell_size_order", d["cell_size_order"], CELL_SIZE_ORDERS)
     d["budget"] = check_number("budget.total", d["budget"], 0.0, strict=True, unit="kCHF")
     check_int("samples.train_photons", d["train_photons"], 200 * d["regions"], MAX_TRAIN_PHOTONS)
     check_int("samples.signal_decays", d["signal_decays"], 100, MAX_SIGNAL_DECAYS)
@@ -233,6 +267,38 @@ def _validated(flat: dict) -> StudyConfig:
     if not isinstance(d["scheduler"], str) or (d["scheduler"] and "://" not in d["scheduler"]):
         raise _fail("executor.scheduler", d["scheduler"], "an address string like 'tcp://host:8786' or ''")
     return StudyConfig(**d)
+
+
+def _within_reach(cfg: StudyConfig) -> StudyConfig:
+    """``cfg`` if its cheapest design fits the budget, else a ConfigError naming budget.total and
+    design.options. Checked on study files, not on a journal's stored config: a finished study's report
+    must still load if the technologies' costs change later."""
+    cost, option, split = cheapest_design(cfg)
+    if cost > cfg.budget:
+        how = "" if split else ", no split"
+        raise ConfigError(f"budget.total = {cfg.budget:g} kCHF: no design of this space fits it; the cheapest, option "
+                          f"{option!r} in every region{how}, costs {cost:.0f} kCHF. Raise budget.total or add a cheaper "
+                          "option to design.options")
+    return cfg
+
+
+def cheapest_design(config: StudyConfig) -> tuple[float, str, bool]:
+    """The cheapest design of a study's space: (cost in kCHF, option, split). It puts one option on the
+    whole wall (cost is per module and per channel, so any mix costs at least as much as the cheapest
+    option everywhere), the split chosen where the config searches it (else True: the technologies' own
+    sections). One option everywhere keeps every cell-size order: the order constraint alone never
+    empties a space, only the budget (checked at load time) or the wall (too small for the regions)."""
+    from diffcalo.layout import Region, preset
+
+    cfg = require_study_config(config)
+    wall = preset(cfg.layout)
+    costs = []
+    for option in cfg.options:
+        tech, cell = parse_option(option)
+        for split in ((True, False) if cfg.split else (True,)):
+            region = Region("whole wall", tech, cell, wall.modules_x, wall.modules_y, sections=None if split else 1)
+            costs.append((dataclasses.replace(wall, regions=(region,)).cost(), option, split))
+    return min(costs, key=lambda t: t[0])
 
 
 def load_study_config(path) -> StudyConfig:

@@ -7,7 +7,8 @@ run directory holds ``baselines.json`` (written by the flagship study), the base
 merit beside the best design's.
 
 Written for a reader who has not seen the code: designs in words
-(:func:`~diffcalo.study.design.describe_design`), units on every figure of merit, axis and column,
+(:func:`~diffcalo.study.design.describe_design`: how far each region reaches from the beam in metres,
+with its ring in modules), the search space's cell-size rule, units on every figure of merit, axis and column,
 the statistical error next to every figure of merit, resolution-fit terms at their bound shown as
 limits and poor fits flagged (:func:`~diffcalo.metrics.format_fit`).
 
@@ -31,6 +32,7 @@ from diffcalo.study.design import (
     describe_design,
     describe_preset,
     design_space,
+    extent_label,
     layout_from_design,
     parameter_label,
     value_label,
@@ -44,6 +46,8 @@ __all__ = ["write_report", "pareto_front", "gp_slices_figure", "FOM_DESCRIPTIONS
 #: Each figure of merit for a reader: (what it is, unit; "" for a dimensionless number).
 FOM_DESCRIPTIONS = {"pi0_width": ("π0 → γγ mass core width", "MeV"),
                     "bs_significance": ("B_s → J/ψ π0 significance S/√(S+B)", "")}
+#: Legend of the values outside the search space in the GP slices.
+INFEASIBLE_LABEL = "outside the space (budget, wall or cell-size order)"
 #: The metric holding each figure of merit's statistical error (None: not estimated).
 FOM_ERRORS = {"pi0_width": "pi0_width_err_mev", "bs_significance": None}
 
@@ -89,6 +93,16 @@ def pareto_front(cost, fom, minimize: bool = True) -> np.ndarray:
 
 
 
+def _cell_size_order_text(cfg: StudyConfig) -> str:
+    """The search space's cell-size rule in words (``[design] cell_size_order``)."""
+    if cfg.cell_size_order == "free":
+        return ("Cell sizes in any order (design.cell_size_order = \"free\"): a region may have finer cells than "
+                "the region inside it.")
+    return ("Cell sizes never decrease going outward (design.cell_size_order = \"non-decreasing-outward\"): the "
+            "search space held only designs whose regions have cells at least as large as those of the region "
+            "inside them.")
+
+
 def _with_error(value: float, err, scale: float = 1.0, decimals: int = 1) -> str:
     """``value`` (times ``scale``) with its statistical error when there is one."""
     if isinstance(err, (int, float)) and math.isfinite(err):
@@ -117,8 +131,9 @@ def _plot_resolution_curves(curves, path, plt, save) -> None:
 def gp_slices_figure(cfg: StudyConfig, records: list[dict], best_design: dict):
     """Slices of a GP fitted to the finished evaluations through the best design: one panel per design
     parameter (in the order of the design space), the other parameters at their best values. Categorical parameters are points with error bars, ordered ones a line with a band; both
-    show the GP mean ± 1σ of the latent function (noise excluded); infeasible values (over budget, or
-    regions that do not fit the wall) are drawn grey.
+    show the GP mean ± 1σ of the latent function (noise excluded); values outside the search space (over
+    budget, regions that do not fit the wall, finer cells outside coarser ones) are drawn grey. Ring
+    values are labelled with their width in metres (:func:`~diffcalo.study.design.value_label`).
 
     Args:
         cfg: the study config.
@@ -151,22 +166,24 @@ def gp_slices_figure(cfg: StudyConfig, records: list[dict], best_design: dict):
             ax.errorbar(xs[ok], mu[ok], yerr=sd[ok], fmt="o", ms=5, capsize=3, color="C0", label="GP mean ± 1σ")
             if not ok.all():
                 ax.errorbar(xs[~ok], mu[~ok], yerr=sd[~ok], fmt="o", ms=5, capsize=3, color="0.65", mfc="none",
-                            label="infeasible (budget or wall)")
+                            label=INFEASIBLE_LABEL)
         else:
             ax.plot(xs, mu, "-", color="C0", label="GP mean")
             ax.fill_between(xs, mu - sd, mu + sd, color="C0", alpha=0.25, label="GP mean ± 1σ")
             if not ok.all():
-                ax.plot(xs[~ok], mu[~ok], "x", color="0.5", label="infeasible (budget or wall)")
+                ax.plot(xs[~ok], mu[~ok], "x", color="0.5", label=INFEASIBLE_LABEL)
         i = next(k for k, v in enumerate(values) if v == best_design[p.name] and type(v) is type(best_design[p.name]))
         ax.plot(xs[i], mu[i], "*", ms=13, color="C3", label="best design", zorder=5)
         ax.set_xlim(-0.5, len(xs) - 0.5)
         step = max(1, len(xs) // 12)
         ax.set_xticks(xs[::step])
-        ax.set_xticklabels([value_label(p.name, v) for v in values][::step], rotation=30 if hasattr(p, "choices")
-                           else 0, ha="right" if hasattr(p, "choices") else "center", fontsize=8)
+        slanted = hasattr(p, "choices") or p.name.startswith("ring_")
+        ax.set_xticklabels([value_label(p.name, v, cfg) for v in values][::step], rotation=30 if slanted else 0,
+                           ha="right" if slanted else "center", fontsize=8)
         ax.set(title=parameter_label(p.name), ylabel=fom_label(cfg.figure_of_merit))
         if not hasattr(p, "choices"):
-            ax.set_xlabel("modules added on each side" if p.name.startswith("ring_") else p.name)
+            ax.set_xlabel("modules added on each side in x (their width in m)" if p.name.startswith("ring_")
+                          else p.name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("GP slices through the best design (the other parameters at their best values)")
@@ -258,8 +275,10 @@ def write_report(run_dir) -> pathlib.Path:
              f"Evaluations: {counts['done']} done, {counts['failed']} failed, {counts['pending'] + counts['running']} "
              "unfinished.", "",
              "Designs read from the beam outwards (region 1 innermost): technology and cell size of each region, "
-             "the ring of modules it adds on each side of its inner neighbour, and the longitudinal split of "
-             "segmented technologies.", ""]
+             "how far each inner region reaches from the beam (the half-width x and half-height y of its outer "
+             "edge, in metres) with the ring of modules it adds on each side of its inner neighbour, and the "
+             "longitudinal split of segmented technologies.",
+             _cell_size_order_text(cfg), ""]
     if not done:
         lines.append("No successful evaluation yet.")
         return write_text_atomic(run_dir / "report.md", "\n".join(lines) + "\n")
@@ -285,8 +304,9 @@ def write_report(run_dir) -> pathlib.Path:
                       "windows, and the widths compare how designs cope with that, not their resolution for isolated "
                       "photons.", ""]
     layout = layout_from_design(cfg, best["design"])
+    one_per_line = describe_design(cfg, best["design"], sep="\n")
     plot_layout(layout, run_dir / "best_layout.png",
-                title=f"best design (evaluation {best['id']})\n{best_text}\n{FOM_DESCRIPTIONS[fname][0]} "
+                title=f"best design (evaluation {best['id']})\n{one_per_line}\n{FOM_DESCRIPTIONS[fname][0]} "
                       f"{format_fom(fname, best['fom'], best['metrics'])}, cost {best['cost']:.0f} kCHF")
     # figure of merit vs evaluation
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -331,11 +351,13 @@ def write_report(run_dir) -> pathlib.Path:
     lines += ["## Best design", "", f"**{best_text}**", "",
               f"Evaluation {best['id']}: {fname} = {format_fom(fname, best['fom'], best['metrics'], bold=True)}, "
               f"cost {best['cost']:.0f} kCHF, {sum(r['channels'] for r in layout.table())} readout channels.", "",
-              "| region | technology | cell size (mm) | modules | longitudinal sections | channels | cost (kCHF) |",
-              "|---|---|---|---|---|---|---|"]
-    for i, r in enumerate(layout.table()):
-        lines.append(f"| {i + 1} | {technology_label(r['technology'])} | "
-                     f"{r['cell_size_mm']:g} | {r['modules']} | {r['sections']} | {r['channels']} | {r['cost']:.0f} |")
+              "| region | technology | cell size (mm) | outer edge (half-width x, half-height y) | modules | "
+              "longitudinal sections | channels | cost (kCHF) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for i, (r, region) in enumerate(zip(layout.table(), layout.regions)):
+        edge = extent_label(region.modules_x, region.modules_y, layout.module_mm)
+        lines.append(f"| {i + 1} | {technology_label(r['technology'])} | {r['cell_size_mm']:g} | {edge} | "
+                     f"{r['modules']} | {r['sections']} | {r['channels']} | {r['cost']:.0f} |")
     lines += ["", "Metrics of the best design (statistical errors where estimated):", ""]
     lines += _metrics_rows(cfg, best["metrics"]) + [""]
     curves = [("best design", best["metrics"].get("regions"))]
