@@ -281,16 +281,44 @@ def _cmd_pileup(args) -> int:
         else PileupModel.default(collisions_per_crossing=args.collisions)
     layout = dc.layout.preset(args.layout)
     print(f"pile-up model: {model.source}")
-    print(f"{layout.name}, {args.collisions:g} collisions per crossing, {args.window}x{args.window} windows:")
+    print(f"{layout.name}, {args.collisions:g} collisions per crossing, {args.window}x{args.window} windows "
+          f"(beam hole left out):")
+    if args.check:
+        return _pileup_check(model, layout, args)
     names = model.names
     print(f"{'region':<11}{'cell mm':>8}{'window mm':>10}{'hits':>7}" + "".join(f"{n:>16}" for n in names)
-          + f"{'energy GeV':>12}")
+          + f"{'E GeV':>9}{'ET GeV':>8}")
     for r in occupancy(model, layout, window=args.window):
         print(f"{r['region']:<11}{r['cell_size_mm']:>8.2f}{r['window_mm']:>10.1f}{r['hits']:>7.2f}"
-              + "".join(f"{r['hits_per_class'][n]:>16.3f}" for n in names) + f"{r['energy_gev']:>12.1f}")
-    print("(mean number of background particles hitting a window and their mean total incident energy, "
-          "averaged over each region)")
+              + "".join(f"{r['hits_per_class'][n]:>16.3f}" for n in names)
+              + f"{r['energy_gev']:>9.1f}{r['et_gev']:>8.2f}")
+    print("(mean number of background particles hitting a window, their summed incident energy and "
+          "transverse energy, averaged over windows around uniformly drawn impact cells of each region)")
     return 0
+
+
+def _pileup_check(model, layout, args) -> int:
+    from diffcalo.pileup_fit import check
+
+    seed = args.seed
+    print(f"check against direct sums of {args.events} Pythia 8 minimum-bias collisions (seed {seed}; the "
+          "shipped model was fitted with seed 20261122), per crossing, mean over the same windows:")
+    rows = check(model, layout, events=args.events, seed=seed, window=args.window, samples=args.samples,
+                 tolerance=args.tolerance)
+    print(f"{'region':<11}{'cell mm':>8}  {'hits model/direct':>24}  {'E GeV model/direct':>26}  "
+          f"{'ET GeV model/direct':>25}  ok")
+    for r in rows:
+        cols = []
+        for q, fmt in (("hits", ".2f"), ("energy_gev", ".1f"), ("et_gev", ".2f")):
+            cols.append(f"{r[q]:{fmt}} / {r['direct'][q]:{fmt}}+-{r['direct_err'][q]:{fmt}} "
+                        f"({r['ratio'][q]:.2f})")
+        print(f"{r['region']:<11}{r['cell_size_mm']:>8.2f}  {cols[0]:>24}  {cols[1]:>26}  {cols[2]:>25}  "
+              f"{'yes' if r['ok'] else 'NO'}")
+    bad = [r["region"] for r in rows if not r["ok"]]
+    print(f"(ratio model / direct in brackets; a region passes when hits and energy agree within "
+          f"{100 * args.tolerance:g} % or 3 statistical errors) -> "
+          + ("all regions pass" if not bad else f"FAIL in {', '.join(bad)}"))
+    return 1 if bad else 0
 
 
 def _cmd_simulate(args) -> int:
@@ -657,6 +685,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collisions", type=float, default=40.0, help="collisions per crossing (default: %(default)s)")
     p.add_argument("--window", type=_odd_window, default=5, help="K of the K x K cell window (odd, default: %(default)s)")
     p.add_argument("--model", help="flux model JSON (default: the shipped Pythia 8 fit)")
+    p.add_argument("--check", action="store_true",
+                   help="compare the model with direct sums of generated Pythia 8 hits in the same windows "
+                        "(needs the pythia extra: pip install pythia8mc); exit status 1 if a region misses")
+    p.add_argument("--events", type=_positive_int, default=20000,
+                   help="--check: minimum-bias collisions to generate (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="--check: Pythia seed (default: %(default)s)")
+    p.add_argument("--samples", type=_positive_int, default=2000,
+                   help="--check: windows per region (default: %(default)s)")
+    p.add_argument("--tolerance", type=float, default=0.15,
+                   help="--check: allowed relative difference (default: %(default)s)")
     p.set_defaults(func=_cmd_pileup)
     p = sub.add_parser("train", help="train the reconstruction networks on an HDF5 dataset")
     p.add_argument("config", help="reconstruction TOML (docs/configuration.md; example: diffcalo/examples/reco.toml)")

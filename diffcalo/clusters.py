@@ -42,8 +42,10 @@ class Clusters:
         region: [n] region index (-1 beam hole, -2 outside the wall).
         status: [n] 0 ok, 1 in the beam hole, 2 outside the wall (such clusters have zero energy).
         leakage: [n] true fraction of the shower energy behind the stack (before fluctuations).
-        n_background: [n] pile-up particles drawn into the window (before the ``max_background``
-            cap: min(n_background, max_background) were simulated); 0 without pile-up.
+        n_background: [n] pile-up particles hitting the window (see
+            :mod:`diffcalo.simulation.overlay`); windows whose candidate draw exceeded the simulator's
+            ``max_background`` slots hold the candidate count instead, always > ``max_background``
+            (``n_background > max_background`` marks them); 0 without pile-up.
         t_true: [n] true arrival time of the particle at the front face (ns): production time +
             flight from the interaction point at c (the target of time reconstruction).
     """

@@ -21,7 +21,7 @@ Errors name the key, the value and what is allowed; unknown keys (typos) are err
 
     [pileup]
     collisions = 40             # 0 switches pile-up off
-    max_background = 12
+    max_background = 48
 
     seed = 1
     batch = 20000               # clusters per streamed batch
@@ -66,7 +66,7 @@ class SimulationConfig:
     window: int = 5
     depth_nodes: int | None = None
     collisions: float = 0.0
-    max_background: int = 12
+    max_background: int = 48
     seed: int = 0
     batch: int = 20000
 

@@ -106,7 +106,8 @@ def simulation_keys() -> list[Key]:
         Key("pileup.collisions", "collisions", "float", f"0 ... {MAX_COLLISIONS:g}", "collisions per crossing",
             "Pile-up overlaid in every window (0 switches it off)."),
         Key("pileup.max_background", "max_background", "integer", f"1 ... {MAX_BACKGROUND}", "particles per window",
-            "Cap on background particles drawn per window (windows above it are clipped and counted)."),
+            "Cap on background candidates drawn per window (the overlay's thinning; windows above it are "
+            "clipped and counted)."),
     ]
 
 
@@ -176,7 +177,10 @@ def study_keys() -> list[Key]:
         Key("study.name", "name", "string", "non-empty, no '/'", "", "Name of the study (names the run directory)."),
         Key("study.seed", "seed", "integer", "0 ... 2^31 - 1", "", "Seed of the study (simulation, training, optimiser)."),
         Key("study.figure_of_merit", "figure_of_merit", "string", quoted(FIGURES_OF_MERIT), "",
-            "pi0_width: core width of the pi0 -> gamma gamma mass peak in MeV (minimised); bs_significance: "
+            "pi0_resolution: effective pi0 -> gamma gamma mass resolution per candidate in MeV, sqrt(n / I) of a "
+            "signal + background fit (the peak width, grown by background under and candidates off the peak; "
+            "minimised); pi0_width: the Gaussian width of that fit in MeV (minimised); both from the pi0 of "
+            "B_s -> J/psi pi0, no-peak designs get the flat-distribution spread (115.5 MeV); bs_significance: "
             "S/sqrt(S+B) of B_s -> J/psi pi0 (maximised)."),
         Key("study.collisions", "collisions", "float", f"0 ... {MAX_COLLISIONS:g}", "collisions per crossing",
             "Pile-up of every evaluation."),
@@ -207,6 +211,10 @@ def study_keys() -> list[Key]:
             "Training photon energies, log-uniform in [low, high]."),
         Key("reco.epochs", "epochs", "integer", "1 ... 10000", "epochs", "Training epochs of the reconstruction networks."),
         Key("reco.batch_size", "batch_size", "integer", "8 ... 65536", "clusters", "Training mini-batch size."),
+        Key("reco.time_window_sigmas", "time_window_sigmas", "float", "0 ... 100", "time resolutions",
+            "Per-cell time window around the signal vertex's expected arrival (diffcalo.reco.timing), half-width "
+            "in the technology's time resolution sigma_t(E); cells outside it are dropped before training and "
+            "reconstruction (with pile-up only). 0 switches it off; a journal without the key had it off."),
         Key("optimizer.kind", "optimizer", "string", quoted(OPTIMIZERS), "",
             "gp: Gaussian-process Bayesian optimisation; random: random search."),
         Key("optimizer.evaluations", "evaluations", "integer", "1 ... 100000", "designs", "Designs evaluated in total."),

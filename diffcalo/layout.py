@@ -173,6 +173,14 @@ class Layout:
         return self.modules_y * self.module_mm
 
     @property
+    def beam_hole_half_mm(self) -> tuple[float, float]:
+        """Half sizes (x, y) of the beam hole in mm ((0, 0) without a hole)."""
+        bx, by = self.beam_hole
+        if bx <= 0 or by <= 0:
+            return (0.0, 0.0)
+        return (0.5 * bx * self.module_mm, 0.5 * by * self.module_mm)
+
+    @property
     def origin_mm(self) -> tuple[float, float]:
         """Lower-left corner of the wall."""
         return (-0.5 * self.width_mm, -0.5 * self.height_mm)

@@ -47,8 +47,14 @@ def test_background_counts_follow_the_flux_model(current_with_and_without):
         centre_x = np.asarray(piled.x) - np.asarray(piled.offset)[:, 0]
         centre_y = np.asarray(piled.y) - np.asarray(piled.offset)[:, 1]
         width = 5 * np.asarray(piled.cell_size_mm)
-        mu = np.asarray(model.expected_counts(jnp.asarray(centre_x), jnp.asarray(centre_y), jnp.asarray(width))).sum(0)
-        assert n_bg.mean() == pytest.approx(mu.mean(), rel=0.05)
+        hole = dc.layout.lhcb_current().beam_hole_half_mm
+        mu = np.asarray(model.expected_counts(jnp.asarray(centre_x), jnp.asarray(centre_y), jnp.asarray(width),
+                                              hole)).sum(0)
+        assert np.mean(n_bg > 48) < 0.06                  # the default cap: reached in few windows next to the hole
+        # (capped windows report their candidate count; compare where the cap is out of reach)
+        far = mu < 15
+        assert far.mean() > 0.5
+        assert n_bg[far].mean() == pytest.approx(mu[far].mean(), rel=0.05)
 
 
 def test_cell_times_mix_signal_and_background(current_with_and_without):
@@ -64,10 +70,10 @@ def test_pileup_options_and_determinism():
     det = dc.Detector.from_layout(dc.layout.lhcb_upgrade2_baseline())
     pu = PileupModel.default()
     p = dc.gun(jax.random.key(0), 200, det.layout, region="spacal-w", energy=5.0)
-    a = dc.simulate(det, p, key=jax.random.key(3), pileup=pu, max_background=4)
-    b = dc.simulate(det, p, key=jax.random.key(3), pileup=pu, max_background=4)
+    a = dc.simulate(det, p, key=jax.random.key(3), pileup=pu, max_background=2)
+    b = dc.simulate(det, p, key=jax.random.key(3), pileup=pu, max_background=2)
     np.testing.assert_array_equal(np.asarray(a.energy), np.asarray(b.energy))
-    assert (np.asarray(a.n_background) > 4).any()     # the cap is reported, not hidden
+    assert (np.asarray(a.n_background) > 2).any()     # the cap is reported, not hidden
     with pytest.raises(TypeError, match="pileup: expected a diffcalo PileupModel"):
         dc.simulate(det, p, key=jax.random.key(3), pileup="lhcb")
     with pytest.raises(ValueError, match="max_background = 0: must be an integer >= 1"):

@@ -31,14 +31,14 @@ def _cfg(**sections):
 
 # ---- config -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("text, message", [
-    ("[study]\nfigure_of_merit = 'resolution'", r"study.figure_of_merit = 'resolution': allowed: pi0_width, bs_significance"),
+    ("[study]\nfigure_of_merit = 'resolution'", r"study.figure_of_merit = 'resolution': allowed: pi0_resolution, pi0_width, bs_significance"),
     ("[design]\noptions = ['pbwo4:22']", r"design.options = 'pbwo4:22': unknown technology 'pbwo4'"),
     ("[design]\noptions = ['shashlik:50']", r"technology 'shashlik' allows cell sizes \[40.4, 60.6, 121.2\] mm"),
     ("[design]\noptions = ['shashlik']", r"write each option as 'technology:cell_mm'"),
     ("[design]\nregions = 9", r"design.regions = 9: must be an integer in \[1, 5\]"),
     ("[design]\nsplit = 'yes'", r"design.split = 'yes': must be true or false"),
     ("[budget]\ntotal = -3", r"budget.total = -3: must be a finite number > 0 kCHF"),
-    ("[study]\nfigure_of_merit = ['pi0_width']", r"study.figure_of_merit = \['pi0_width'\]: allowed: pi0_width"),
+    ("[study]\nfigure_of_merit = ['pi0_width']", r"study.figure_of_merit = \['pi0_width'\]: allowed: pi0_resolution, pi0_width"),
     ("[wall]\nlayout = ['lhcb-current']", r"wall.layout = \['lhcb-current'\]: allowed: lhcb-current"),
     ("[samples]\nphoton_energy = [1.0, inf]", r"samples.photon_energy\[1\] = inf: must be a finite number > 0"),
     ("[samples]\nphoton_energy = ['1', 10]", r"samples.photon_energy\[0\] = '1': must be a finite number > 0"),
@@ -223,7 +223,7 @@ def test_report_and_cli_errors(tmp_path, capsys):
     assert main(["report", str(tmp_path / "run")]) == 0
     text = (tmp_path / "run" / "report.md").read_text()
     best = min(toy_objective(cfg, r["design"], 0)["fom"] for r in Journal.open(tmp_path / "run" / "journal.sqlite").records())
-    assert f"pi0_width = **{best:.4g}**" in text
+    assert f"{cfg.figure_of_merit} = **{best:.4g}**" in text
     # the toy's region summary: b and c end on their bound 0 and are shown as bounds, not measurements
     assert ("| best design | 1 | 40.4 | 5.0 | a = 10.00 %/√E, b = 0.00 % (at its bound), c = 0.00 MeV/E (at its "
             "bound) | ") in text

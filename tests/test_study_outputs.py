@@ -68,14 +68,14 @@ def _record(eid, fom, err=None, cost=14122.0, design=DESIGN):
 def test_the_summary_names_designs_units_and_errors():
     from diffcalo.study.flagship import summary_text
 
-    cfg = study_config_from_dict({})
+    cfg = study_config_from_dict({"study": {"figure_of_merit": "pi0_width"}})
     runs = {"gp": [_record(1, 97.0, 1.4), _record(2, 95.28, 1.21)],
             "random": [_record(1, 97.0, 1.4, design=dict(DESIGN, ring_1=3))]}
     baselines = {"lhcb-current": dict(fom=105.5, cost=9000.0, metrics={"pi0_width_err_mev": 1.5}, within_budget=True),
                  "lhcb-upgrade2-baseline": dict(fom=99.86, cost=17000.0, metrics={"pi0_width_err_mev": 1.3},
                                                 within_budget=False)}
     text = summary_text(cfg, runs, baselines, wall_time_s=12.0)
-    assert "| | design | π0 → γγ mass core width (MeV) | cost (kCHF) |" in text
+    assert "| | design | π0 → γγ mass peak width (signal + background fit) (MeV) | cost (kCHF) |" in text
     assert ("| best of GP-BO (evaluation 2) | SpaCal-Pb 3 cm out to x = ±0.36 m, y = ±0.36 m (ring 1 module) / "
             "Shashlik 6 cm out to x = ±1.45 m, y = ±1.21 m (ring 9 modules) / Shashlik 6 cm, no split | 95.3 ± 1.2 | "
             "14122 |") in text
@@ -119,12 +119,13 @@ def test_the_report_shows_units_errors_bounds_and_poor_fits(tmp_path):
     from diffcalo.study.report import write_report
     from diffcalo.study.runner import run_study
 
-    cfg = study_config_from_dict({"optimizer": {"kind": "random", "evaluations": 5}})
+    cfg = study_config_from_dict({"study": {"figure_of_merit": "pi0_width"},
+                                  "optimizer": {"kind": "random", "evaluations": 5}})
     run_study(cfg, tmp_path / "run", objective=physics_like_objective, progress=False, log=lambda *a: None).close()
     text = write_report(tmp_path / "run").read_text()
-    assert "Figure of merit: **π0 → γγ mass core width (MeV)**" in text
+    assert "Figure of merit: **π0 → γγ mass peak width (signal + background fit) (MeV)**" in text
     assert "pi0_width = **" in text and "** ± 1.2 MeV, cost 1000 kCHF" in text
-    assert "| π0 mass core width (MeV) | " in text and " ± 1.2 |" in text
+    assert "| π0 mass peak width (MeV) | " in text and " ± 1.2 |" in text
     assert "| energy core σ(E)/E (%) |" in text and "| 5.0 ± 0.2 |" in text and "| 3.0 ± 0.1, 3.1 ± 0.1 |" in text
     good, poor = _fit_at_bound()
     assert good.constant_limit is not None                  # b ended on its bound: a limit, not a measurement

@@ -37,3 +37,75 @@ def test_seed_cell_time_is_flight_time_plus_depth_and_jitter():
     assert seed_t[:, 0].std() == pytest.approx(np.sqrt((expect ** 2).mean()), rel=0.05)
     # empty cells carry no time
     assert np.all(np.asarray(c.time)[np.asarray(c.energy) <= 0] == 0.0)
+
+
+def _hand_clusters(n, times, energies, *, x=600.0, y=0.0, cell=30.3, z=12620.0, t0=0.0):
+    """Clusters of one section, 3 x 3 cells centred at (x, y), every cell at the given times / energies."""
+    from diffcalo.clusters import Clusters
+
+    flight = np.sqrt(x * x + y * y + z * z) / SPEED_OF_LIGHT_MM_PER_NS
+    f = lambda v: np.full(n, v, dtype=np.float32)
+    return Clusters(energy=np.asarray(energies, np.float32), time=np.asarray(times, np.float32), e_true=f(10.0),
+                    x=f(x), y=f(y), tx=f(0.0), ty=f(0.0), pid=np.full(n, 22, np.int32),
+                    offset=np.zeros((n, 2), np.float32), centre=np.tile(np.float32([x, y]), (n, 1)),
+                    cell_index=np.zeros((n, 2), np.int32), cell_size_mm=f(cell), region=np.zeros(n, np.int32),
+                    status=np.zeros(n, np.int32), leakage=f(0.0), n_background=np.zeros(n, np.int32),
+                    t_true=f(t0 + flight))
+
+
+def test_time_window_keeps_the_hand_computed_fraction_of_gaussian_pileup():
+    """Pile-up cells arriving N(0, 250 ps) around the expected time, a fixed half-width of 250 ps:
+    erf(1 / sqrt(2)) = 68.3 % kept; with n_sigma = 2 and a 100 ps resolution (B only), a half-width of
+    200 ps: erf(0.8 / sqrt(2)) = 57.6 % kept."""
+    from math import erf, sqrt
+
+    from diffcalo.reco.timing import TimeWindow, expected_times
+
+    n = 20000
+    rng = np.random.default_rng(0)
+    c = _hand_clusters(n, np.zeros((n, 1, 3, 3)), np.ones((n, 1, 3, 3)))
+    exp = expected_times(c, 12620.0)
+    times = exp + 0.25 * rng.standard_normal(exp.shape)
+    c = _hand_clusters(n, times, np.ones((n, 1, 3, 3)))
+    fixed = TimeWindow(z_mm=12620.0, offsets=np.zeros((1, 1)), resolution=np.array([[0.0, 0.1]]), width_ns=0.25)
+    out, dropped = fixed.apply(c)
+    assert 1 - dropped == pytest.approx(erf(1 / sqrt(2)), abs=0.005)
+    assert np.all(np.asarray(out.energy)[~fixed.keep(c)] == 0)
+    by_resolution = TimeWindow(z_mm=12620.0, offsets=np.zeros((1, 1)), resolution=np.array([[0.0, 0.1]]), n_sigma=2.0)
+    _, dropped = by_resolution.apply(c)
+    assert 1 - dropped == pytest.approx(erf(0.8 / sqrt(2)), abs=0.005)
+
+
+def test_time_window_expected_times_follow_the_cells_and_the_vertex():
+    """Off-centre cells are further from the interaction point; a signal vertex 0.3 ns late shifts all."""
+    from diffcalo.reco.timing import expected_times
+
+    c = _hand_clusters(1, np.zeros((1, 1, 3, 3)), np.ones((1, 1, 3, 3)), x=1000.0, t0=0.3)
+    t = expected_times(c, 12620.0)[0, 0]
+    for j, dx in enumerate((-30.3, 0.0, 30.3)):
+        flight = np.sqrt((1000.0 + dx) ** 2 + 12620.0 ** 2) / SPEED_OF_LIGHT_MM_PER_NS
+        assert t[1, j] == pytest.approx(0.3 + flight, abs=1e-4)
+
+
+def test_time_window_fit_and_signal_efficiency_on_simulated_photons():
+    """Fitted on clean 20 GeV photons in the SpaCal-W region (A = 256 ps sqrt(GeV), B = 17.5 ps), a
+    2-sigma window keeps the signal (median > 98 %) and removes over a fifth of the pile-up energy at
+    40 collisions (measured: 36 %); a 1-sigma window removes more pile-up and eats the signal. Soft
+    pile-up cells (~0.1 GeV: sigma_t ~ 0.8 ns) cannot be told apart by time."""
+    from diffcalo.pileup import PileupModel
+    from diffcalo.reco.timing import TimeWindow
+
+    det = dc.Detector.from_layout(dc.layout.lhcb_upgrade2_baseline())
+    p = dc.gun(jax.random.key(0), 2000, det.layout, region="spacal-w", energy=20.0)
+    clean = dc.simulate(det, p, key=jax.random.key(1), mode="realistic").as_numpy()
+    piled = dc.simulate(det, p, key=jax.random.key(1), mode="realistic", pileup=PileupModel.default()).as_numpy()
+    total = lambda c: np.asarray(c.energy).sum(axis=(1, 2, 3))
+    extra = np.mean(total(piled) - total(clean))
+    kept = {}
+    for n_sigma in (1.0, 2.0):
+        window = TimeWindow.fit(clean, det, n_sigma=n_sigma)
+        assert np.all(np.abs(window.offsets[0]) < 0.5)           # ns: travel to the deposit depth
+        signal = np.median(total(window.apply(clean)[0]) / total(clean))
+        kept[n_sigma] = (signal, np.mean(total(window.apply(piled)[0]) - total(clean)) / extra)
+    assert kept[2.0][0] > 0.98 and kept[2.0][1] < 0.8
+    assert kept[1.0][0] < 0.9 and kept[1.0][1] < kept[2.0][1]

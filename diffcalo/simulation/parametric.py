@@ -41,7 +41,7 @@ _SIMULATE_STREAM = 0x51D0
                                              "max_background", "timing"))
 def simulate_parametric(geometry: Layout, cell_sizes, tables: dict, tables_bg, particles: Particles, key, region,
                   status, mode: str, window: int, depth_nodes: int, image: bool, pileup=None,
-                  max_background: int = 12, timing: bool = True) -> Clusters:
+                  max_background: int = 48, timing: bool = True) -> Clusters:
     # ``geometry``: the wall without regions' technologies (see regions.canonical_geometry); ``cell_sizes``
     # [R] and the region tables (R leading) carry everything per region, as traced arrays.
     layout = geometry                     # the kernel below reads the wall's geometry as ``layout``
@@ -95,7 +95,8 @@ def simulate_parametric(geometry: Layout, cell_sizes, tables: dict, tables_bg, p
         # background showers: one depth node per readout section (half the signal's cost)
         tab_bg = {k: jnp.moveaxis(v[ridx], 0, -1) for k, v in tables_bg.items()}
         bg_e, bg_et, n_bg, _ = background_deposits(k_bg, pileup, tab_bg, cell, window_centre[0], window_centre[1],
-                                                   window, x_edges, mode, max_background, layout.z_mm)
+                                                   window, x_edges, mode, max_background, layout.z_mm,
+                                                   layout.beam_hole_half_mm)
         total = mean + bg_e
         t_mean = jnp.where(total > 0, (mean * t_mean + bg_et) / jnp.where(total > 0, total, 1.0), t_mean)
         mean = total

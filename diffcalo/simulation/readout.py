@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["MODES", "fluctuate", "poisson_counts", "POISSON_EXACT_BELOW", "cell_time_jitter", "combine_deposits",
+__all__ = ["MODES", "fluctuate", "poisson_counts", "POISSON_EXACT_BELOW", "cell_time_jitter", "time_resolution_ns", "combine_deposits",
            "SPEED_OF_LIGHT_MM_PER_NS", "TIME_JITTER_FLOOR_GEV"]
 
 #: Readout modes: smooth and differentiable, or discrete and zero-suppressed.
@@ -38,9 +38,15 @@ def cell_time_jitter(key, t_mean, energy, a_ns, b_ns):
             :data:`TIME_JITTER_FLOOR_GEV` use the floor.
         a_ns, b_ns: A (ns GeV^0.5) and B (ns), broadcasting.
     """
-    e = jnp.maximum(energy, TIME_JITTER_FLOOR_GEV)
-    sigma = jnp.sqrt(a_ns * a_ns / e + b_ns * b_ns)
+    sigma = time_resolution_ns(energy, a_ns, b_ns)
     return t_mean + sigma * jax.random.normal(key, t_mean.shape, dtype=t_mean.dtype)
+
+
+def time_resolution_ns(energy, a_ns, b_ns):
+    r"""A cell's time resolution :math:`\sigma_t = A/\sqrt{E} \oplus B` (ns; E in GeV, floored at
+    :data:`TIME_JITTER_FLOOR_GEV`); jnp or numpy arrays, broadcasting."""
+    e = jnp.maximum(energy, TIME_JITTER_FLOOR_GEV)
+    return jnp.sqrt(a_ns * a_ns / e + b_ns * b_ns)
 
 
 def combine_deposits(energies, times, axis: int = -1):

@@ -27,7 +27,7 @@ BACKENDS = ("parametric", "geant4")
 
 def simulate(detector: Detector, particles: Particles, *, key, mode: str = "relaxed", window: int = 5,
              depth_nodes: int | None = None, image: bool = False,
-             on_invalid: str = "raise", pileup=None, max_background: int = 12,
+             on_invalid: str = "raise", pileup=None, max_background: int = 48,
              timing: bool = True, backend: str = "parametric", backend_options: dict | None = None) -> Clusters:
     r"""Simulate calorimeter clusters for a batch of particles.
 
@@ -47,9 +47,10 @@ def simulate(detector: Detector, particles: Particles, *, key, mode: str = "rela
             ``"flag"``: such clusters get ``status`` 1 or 2 and zero energy.
         pileup: a :class:`~diffcalo.pileup.PileupModel` to overlay background particles in every
             window (window mode; see :mod:`diffcalo.simulation.overlay`), or None.
-        max_background: static cap on the background particles per window (masked slots; default
-            12); the drawn count is returned in ``Clusters.n_background``. Background showers use
-            one depth node per readout section.
+        max_background: static cap on the background candidates per window (masked slots of the
+            overlay's thinning; default 48); ``Clusters.n_background`` holds the background particles
+            hitting the window, and windows whose candidates exceeded the cap are marked there (a
+            count > ``max_background``). Background showers use one depth node per readout section.
         timing: compute cell times (default). ``False`` skips them (``time`` is all zeros): about
             a third faster when only energies are needed.
         backend: the simulator behind the call (:data:`BACKENDS`): ``"parametric"`` (GFlash showers in
@@ -136,7 +137,7 @@ def simulate(detector: Detector, particles: Particles, *, key, mode: str = "rela
     tables_bg = cached_region_tables(detector, detector.n_sections, False) if pileup is not None else None
     return simulate_parametric(canonical_geometry(detector.layout, image), detector.cell_size_mm, tables, tables_bg,
                          particles, key, region, status, mode, window, depth_nodes, image, pileup,
-                         max_background if pileup is not None else 12, bool(timing))
+                         max_background if pileup is not None else 48, bool(timing))
 
 
 _GEANT4_OPTIONS = ("workers", "executor", "scheduler", "data_dir", "progress")

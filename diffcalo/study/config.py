@@ -5,7 +5,7 @@ Layout of a study file (every key optional except where noted; defaults in the d
     [study]
     name = "upgrade2-quick"
     seed = 0
-    figure_of_merit = "pi0_width"          # "pi0_width" (minimise) or "bs_significance" (maximise)
+    figure_of_merit = "pi0_resolution"     # "pi0_resolution", "pi0_width" (minimise) or "bs_significance" (maximise)
     collisions = 40.0                      # pile-up collisions per crossing
 
     [wall]
@@ -30,6 +30,8 @@ Layout of a study file (every key optional except where noted; defaults in the d
     [reco]
     epochs = 12
     batch_size = 256
+    time_window_sigmas = 2.0               # per-cell time window around the signal's expected arrival,
+                                           # half-width in the technology's time resolutions (0: off)
 
     [optimizer]
     kind = "gp"                            # "gp" or "random"
@@ -55,7 +57,7 @@ breaks it. ``"free"`` lets every region take any option (the only behaviour befo
 The constraint alone never empties a space: the cheapest design, one option everywhere, keeps it.
 
 Compatibility. The flat form (:meth:`StudyConfig.as_dict`, stored in every journal) records
-``cell_size_order`` only when it is not ``"free"``, and :func:`study_config_from_flat` reads an absent
+``cell_size_order`` only when it is not ``"free"`` (and ``time_window_sigmas`` only when it is not 0), and :func:`study_config_from_flat` reads an absent
 key as ``"free"``: a journal written before the key existed reads back as the study it was (free
 order), and resumes with a study file that sets ``cell_size_order = "free"``. A study file without the
 key gets the new default, so resuming such an old journal with it is refused (the configs differ)
@@ -77,7 +79,7 @@ __all__ = ["StudyConfig", "load_study_config", "study_config_from_dict", "study_
            "require_study_config", "cheapest_design", "FIGURES_OF_MERIT", "EXECUTORS", "OPTIMIZERS", "CELL_SIZE_ORDERS",
            "MAX_TRAIN_PHOTONS", "MAX_SIGNAL_DECAYS"]
 
-FIGURES_OF_MERIT = {"pi0_width": "minimise", "bs_significance": "maximise"}
+FIGURES_OF_MERIT = {"pi0_resolution": "minimise", "pi0_width": "minimise", "bs_significance": "maximise"}
 #: Sample-size caps: one evaluation simulates all its photons in one call and holds them in memory
 #: (measured on the quick study's baseline layout: peak RSS 1.40 GB at 6 000 training photons + 3 000
 #: decays, 1.66 GB at 24 000 + 12 000, i.e. ~15 kB per training photon with its share of decays).
@@ -103,7 +105,7 @@ class StudyConfig:
 
     name: str = "study"
     seed: int = 0
-    figure_of_merit: str = "pi0_width"
+    figure_of_merit: str = "pi0_resolution"
     collisions: float = 40.0
     layout: str = "lhcb-upgrade2-baseline"
     regions: int = 3
@@ -118,6 +120,7 @@ class StudyConfig:
     photon_energy: tuple[float, float] = (1.0, 100.0)
     epochs: int = 12
     batch_size: int = 256
+    time_window_sigmas: float = 2.0
     optimizer: str = "gp"
     evaluations: int = 16
     batch: int = 2
@@ -135,6 +138,8 @@ class StudyConfig:
         d["photon_energy"] = list(self.photon_energy)
         if d["cell_size_order"] == FLAT_CELL_SIZE_ORDER:
             del d["cell_size_order"]
+        if d["time_window_sigmas"] == 0.0:
+            del d["time_window_sigmas"]
         return d
 
 
@@ -152,7 +157,7 @@ _SECTIONS = {
     "design": {"regions", "options", "max_ring", "split", "cell_size_order"},
     "budget": {"total"},
     "samples": {"train_photons", "signal_decays", "photon_energy"},
-    "reco": {"epochs", "batch_size"},
+    "reco": {"epochs", "batch_size", "time_window_sigmas"},
     "optimizer": {"kind", "evaluations", "batch", "initial"},
     "executor": {"kind", "workers", "scheduler"},
 }
@@ -205,7 +210,7 @@ def study_config_from_flat(flat: dict, where: str = "study config") -> StudyConf
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: "
                           f"{sorted(f.name for f in dataclasses.fields(StudyConfig))}")
-    return _validated({"cell_size_order": FLAT_CELL_SIZE_ORDER, **flat})
+    return _validated({"cell_size_order": FLAT_CELL_SIZE_ORDER, "time_window_sigmas": 0.0, **flat})
 
 
 def _validated(flat: dict) -> StudyConfig:
@@ -258,6 +263,8 @@ def _validated(flat: dict) -> StudyConfig:
     d["photon_energy"] = (low, high)
     check_int("reco.epochs", d["epochs"], 1, 10_000)
     check_int("reco.batch_size", d["batch_size"], 8, 65_536)
+    d["time_window_sigmas"] = check_number("reco.time_window_sigmas", d["time_window_sigmas"], 0.0, 100.0,
+                                           unit="time resolutions")
     check_choice("optimizer.kind", d["optimizer"], OPTIMIZERS)
     check_int("optimizer.evaluations", d["evaluations"], 1, 100_000)
     check_int("optimizer.batch", d["batch"], 1, 1024)

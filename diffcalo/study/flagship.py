@@ -23,7 +23,7 @@ __all__ = ["QUICK", "run_flagship", "summary_text"]
 
 #: The quick variant (``diffcalo demo``): small samples, 12 evaluations per optimiser.
 QUICK = {
-    "study": {"name": "lhcb-ecal-upgrade2-quick", "seed": 0, "figure_of_merit": "pi0_width", "collisions": 40.0},
+    "study": {"name": "lhcb-ecal-upgrade2-quick", "seed": 0, "figure_of_merit": "pi0_resolution", "collisions": 40.0},
     "wall": {"layout": "lhcb-upgrade2-baseline"},
     "design": {"regions": 3, "options": ["spacal-w:15.15", "spacal-pb:30.3", "shashlik:40.4", "shashlik:60.6",
                                          "shashlik:121.2"], "max_ring": 12, "split": True},

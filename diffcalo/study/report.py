@@ -44,12 +44,13 @@ from diffcalo.technologies import technology_label
 __all__ = ["write_report", "pareto_front", "gp_slices_figure", "FOM_DESCRIPTIONS", "fom_label", "format_fom"]
 
 #: Each figure of merit for a reader: (what it is, unit; "" for a dimensionless number).
-FOM_DESCRIPTIONS = {"pi0_width": ("π0 → γγ mass core width", "MeV"),
+FOM_DESCRIPTIONS = {"pi0_resolution": ("π0 → γγ effective mass resolution", "MeV"),
+                    "pi0_width": ("π0 → γγ mass peak width (signal + background fit)", "MeV"),
                     "bs_significance": ("B_s → J/ψ π0 significance S/√(S+B)", "")}
 #: Legend of the values outside the search space in the GP slices.
 INFEASIBLE_LABEL = "outside the space (budget, wall or cell-size order)"
 #: The metric holding each figure of merit's statistical error (None: not estimated).
-FOM_ERRORS = {"pi0_width": "pi0_width_err_mev", "bs_significance": None}
+FOM_ERRORS = {"pi0_resolution": "pi0_resolution_err_mev", "pi0_width": "pi0_width_err_mev", "bs_significance": None}
 
 
 def fom_label(name: str) -> str:
@@ -69,6 +70,9 @@ def format_fom(name: str, value: float, metrics: dict, *, bold: bool = False, wi
     figure of merit without an error estimate says so ("2.31 (statistical error not estimated)").
     ``with_unit=False`` for a table column that names the unit."""
     unit = FOM_DESCRIPTIONS[name][1] if with_unit else ""
+    if name.startswith("pi0") and metrics.get("pi0_is_measurement") is False:
+        shown = f"**{value:.4g}**" if bold else f"{value:.4g}"
+        return shown + (f" {unit}" if unit else "") + " (no π0 peak: the flat-distribution value, not a measurement)"
     err = _fom_error(name, metrics)
     if err is not None:
         shown, err_text = measurement_parts(value, err)
@@ -194,10 +198,15 @@ def gp_slices_figure(cfg: StudyConfig, records: list[dict], best_design: dict):
 def _metrics_rows(cfg: StudyConfig, m: dict) -> list[str]:
     """The scalar metrics of one evaluation as table rows with units and errors."""
     known = {
-        "pi0_width_mev": ("π0 mass core width (MeV)",
+        "pi0_resolution_mev": ("π0 effective mass resolution (MeV)",
+                               lambda: format_fom("pi0_resolution", m["pi0_resolution_mev"], m, with_unit=False)),
+        "pi0_width_mev": ("π0 mass peak width (MeV)",
                           lambda: format_fom("pi0_width", m["pi0_width_mev"], m, with_unit=False)),
-        "pi0_mean_mev": ("π0 mass peak position (MeV)", lambda: f"{m['pi0_mean_mev']:.1f}"),
-        "pi0_pairs": ("π0 candidates used (both photons > 1 GeV)", lambda: f"{m['pi0_pairs']}"),
+        "pi0_mean_mev": ("π0 mass peak position (MeV)",
+                         lambda: "no peak" if m["pi0_mean_mev"] is None else f"{m['pi0_mean_mev']:.1f}"),
+        "pi0_purity": ("π0 purity S/(S+B) within ±30 MeV", lambda: f"{m['pi0_purity']:.3f}"),
+        "pi0_note": ("π0 fit note", lambda: m["pi0_note"] or "peak measured"),
+        "pi0_pairs": ("π0 candidates used (both photons E_T > 200 MeV, reconstructed)", lambda: f"{m['pi0_pairs']}"),
         "bs_significance": ("B_s significance S/√(S+B) (dimensionless)",
                             lambda: format_fom("bs_significance", m["bs_significance"], m)),
         "bs_width_mev": ("B_s mass core width (MeV; statistical error not recorded)",
@@ -215,7 +224,7 @@ def _metrics_rows(cfg: StudyConfig, m: dict) -> list[str]:
     for key, (label, text) in known.items():
         if key in m:
             rows.append(f"| {label} | {text()} |")
-    skip = set(known) | {"pi0_width_err_mev", "regions"}
+    skip = set(known) | {"pi0_width_err_mev", "pi0_resolution_err_mev", "regions"}
     for key, value in m.items():
         if key not in skip and not isinstance(value, (list, dict)):
             rows.append(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |")
@@ -296,7 +305,7 @@ def write_report(run_dir) -> pathlib.Path:
                   f"cap of {MAX_BACKGROUND_PER_WINDOW} per window and the excess was dropped: the figures underestimate pile-up there, and by "
                   "an amount that depends on the design (more for large cells), which biases comparisons between "
                   "designs.", ""]
-    if fname == "pi0_width":
+    if fname in ("pi0_width", "pi0_resolution"):
         mean = best["metrics"].get("pi0_mean_mev")
         if isinstance(mean, (int, float)) and abs(mean - 1000 * M_PI0) > 200 * M_PI0:
             lines += [f"**Pile-up dominated:** the best design's π0 peak sits at {mean:.0f} MeV instead of "
