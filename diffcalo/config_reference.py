@@ -180,7 +180,7 @@ def study_keys() -> list[Key]:
             "pi0_resolution: effective pi0 -> gamma gamma mass resolution per candidate in MeV, sqrt(n / I) of a "
             "signal + background fit (the peak width, grown by background under and candidates off the peak; "
             "minimised); pi0_width: the Gaussian width of that fit in MeV (minimised); both from the pi0 of "
-            "B_s -> J/psi pi0, no-peak designs get the flat-distribution spread (115.5 MeV); bs_significance: "
+            "B_s -> J/psi pi0, designs without a 5-sigma peak get the fit range's width (400 MeV); bs_significance: "
             "S/sqrt(S+B) of B_s -> J/psi pi0 (maximised)."),
         Key("study.collisions", "collisions", "float", f"0 ... {MAX_COLLISIONS:g}", "collisions per crossing",
             "Pile-up of every evaluation."),

@@ -12,7 +12,7 @@ equally over the regions, from the interaction point, with pile-up; the energy a
   sqrt(n / I) of an extended likelihood fit of a Gaussian peak on a threshold background over 0-400 MeV
   (:func:`diffcalo.metrics.fit_mass_peak_with_background`, :func:`diffcalo.metrics.pi0_figure_of_merit`):
   the peak width for a clean peak, larger with background under the peak or candidates off it; a
-  sample without a significant peak gets the flat-distribution spread (115.5 MeV), flagged
+  sample without a 5-sigma peak gets the fit range's width (400 MeV), flagged
   ``pi0_is_measurement = False`` (minimise);
 - ``pi0_width``: the Gaussian width of that fit (MeV; the same no-peak convention; minimise);
 - ``bs_significance``: S/sqrt(S+B) of B_s -> J/psi pi0 in the best mass window, with S = 100 signal
@@ -181,7 +181,7 @@ def evaluate_layout(config: StudyConfig, layout, seed: int) -> dict:
     m.update(pi0_resolution_mev=1000 * res.value, pi0_resolution_err_mev=1000 * res.error,
              pi0_is_measurement=bool(res.is_measurement), pi0_note=res.reason,
              pi0_mean_mev=1000 * peak["mean"] if found else None,
-             pi0_width_mev=1000 * peak["width"] if found else 1000 * peak["structureless_width"],
+             pi0_width_mev=1000 * peak["width"] if found else 1000 * res.value,
              pi0_width_err_mev=1000 * peak["width_err"] if found else 0.0,
              pi0_width_limit_mev=None if peak["width_limit"] is None else 1000 * peak["width_limit"],
              pi0_purity=peak["purity"], pi0_signal=peak["signal"], pi0_pairs=int(ok.sum()),

@@ -72,7 +72,7 @@ def format_fom(name: str, value: float, metrics: dict, *, bold: bool = False, wi
     unit = FOM_DESCRIPTIONS[name][1] if with_unit else ""
     if name.startswith("pi0") and metrics.get("pi0_is_measurement") is False:
         shown = f"**{value:.4g}**" if bold else f"{value:.4g}"
-        return shown + (f" {unit}" if unit else "") + " (no π0 peak: the flat-distribution value, not a measurement)"
+        return shown + (f" {unit}" if unit else "") + " (no π0 peak: the no-peak value, the fit range's width; not a measurement)"
     err = _fom_error(name, metrics)
     if err is not None:
         shown, err_text = measurement_parts(value, err)
