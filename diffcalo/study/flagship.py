@@ -28,7 +28,7 @@ QUICK = {
     "design": {"regions": 3, "options": ["spacal-w:15.15", "spacal-pb:30.3", "shashlik:40.4", "shashlik:60.6",
                                          "shashlik:121.2"], "max_ring": 12, "split": True},
     "budget": {"total": 16100.0},
-    "samples": {"train_photons": 6000, "signal_decays": 3000, "photon_energy": [1.0, 100.0]},
+    "samples": {"train_photons": 6000, "signal_decays": 10000, "photon_energy": [1.0, 100.0]},
     "reco": {"epochs": 6, "batch_size": 256},
     "optimizer": {"kind": "gp", "evaluations": 12, "batch": 1, "initial": 6},
     "executor": {"kind": "inprocess", "workers": 1},
