@@ -258,7 +258,7 @@ def check(model, layout, *, events: int = 20000, seed: int = 1, window: int = 5,
             d[q] = (float(tot.mean()), err)
         per_class = {c: float(direct[c]["hits"][0].mean() * n) for c in direct}
         ratio = {q: row[q] / d[q][0] if d[q][0] > 0 else float("nan") for q in d}
-        ok = all(abs(ratio[q] - 1) <= tolerance or abs(row[q] - d[q][0]) <= 3 * d[q][1] * abs(ratio[q])
+        ok = all(abs(ratio[q] - 1) <= tolerance or abs(row[q] - d[q][0]) <= 3 * d[q][1]
                  for q in ("hits", "energy_gev"))
         out.append(dict(row, direct={q: d[q][0] for q in d}, direct_err={q: d[q][1] for q in d},
                         direct_hits_per_class=per_class, ratio=ratio, ok=bool(ok)))
