@@ -19,6 +19,16 @@ os.environ["DIFFCALO_CPU_LOCK_DIR"] = tempfile.mkdtemp(prefix="diffcalo-test-cpu
 atexit.register(shutil.rmtree, os.environ["DIFFCALO_CPU_LOCK_DIR"], ignore_errors=True)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _bounded_compiled_code():
+    """Thousands of compilations in one process reach the kernel's memory-mapping limit, where XLA's
+    next compilation dies with a segmentation fault (:mod:`diffcalo.jaxcache`): trim after each module."""
+    yield
+    from diffcalo.jaxcache import trim_compiled_code
+
+    trim_compiled_code(0.25)
+
+
 @pytest.fixture(scope="session")
 def upgrade2():
     return dc.Detector.from_layout(dc.layout.lhcb_upgrade2_baseline())

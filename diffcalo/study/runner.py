@@ -46,6 +46,9 @@ FIRST_EVALUATION_NOTE = "the first evaluation of each worker compiles the simula
 
 def _call(objective, config, design, seed):
     """Run the objective in a worker; failures come back as a value, not an exception."""
+    from diffcalo.jaxcache import trim_compiled_code
+
+    trim_compiled_code()          # a long-lived worker would otherwise run out of memory mappings
     t0 = time.perf_counter()
     try:
         out = objective(config, design, seed)
