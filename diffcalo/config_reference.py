@@ -181,7 +181,8 @@ def study_keys() -> list[Key]:
             "signal + background fit (the peak width, grown by background under and candidates off the peak; "
             "minimised); pi0_width: the Gaussian width of that fit in MeV (minimised); both from the pi0 of "
             "B_s -> J/psi pi0, designs without a 5-sigma peak get the fit range's width (400 MeV); bs_significance: "
-            "S/sqrt(S+B) of B_s -> J/psi pi0 (maximised)."),
+            "S/sqrt(S+B) of B_s -> J/psi pi0 against J/psi + pi0 from another collision, with pile-up in a time "
+            "window from a time network; time and mass windows chosen for the best significance (maximised)."),
         Key("study.collisions", "collisions", "float", f"0 ... {MAX_COLLISIONS:g}", "collisions per crossing",
             "Pile-up of every evaluation."),
         Key("wall.layout", "layout", "string", quoted(PRESETS), "",

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["Particles", "PHOTON", "ELECTRON", "POSITRON", "SUPPORTED_PIDS", "gun",
-           "uniform_energy", "log_uniform_energy", "discrete_energy", "sample_positions"]
+           "uniform_energy", "log_uniform_energy", "discrete_energy", "sample_positions", "from_vertices"]
 
 PHOTON = 22
 ELECTRON = 11
@@ -236,3 +236,18 @@ def gun(key, n: int, layout, *, energy=None, pid: int = PHOTON, region: int | st
         except (TypeError, ValueError):
             raise ValueError(f"direction = {direction!r}: 'from-ip' or a pair of slopes (tx, ty)") from None
     return Particles.create(energy=e, x=x, y=y, pid=pid, tx=tx, ty=ty, time=time)
+
+
+def from_vertices(particles: Particles, vertex_z_mm, time_ns, wall_z_mm: float) -> Particles:
+    """The same impact points, produced at vertices (0, 0, ``vertex_z_mm``) at arrival offsets ``time_ns``
+    (arrays [n] or scalars, e.g. from :func:`diffcalo.pileup.luminous_region`): slopes x / (Z - z_v),
+    y / (Z - z_v) towards the wall at ``wall_z_mm`` = Z, and production times set to the offsets (the
+    simulator adds the flight from the origin, so a particle arrives at offset + flight / c)."""
+    z_v = np.broadcast_to(np.asarray(vertex_z_mm, dtype=float), np.shape(particles.x))
+    lever = wall_z_mm - z_v
+    if not np.all(lever > 0):
+        raise ValueError(f"vertex_z_mm: every vertex must lie before the wall at z = {wall_z_mm} mm "
+                         f"(largest {float(np.max(z_v))} mm)")
+    x, y = np.asarray(particles.x, dtype=float), np.asarray(particles.y, dtype=float)
+    t = np.broadcast_to(np.asarray(time_ns, dtype=float), x.shape)
+    return dataclasses.replace(particles, tx=jnp.asarray(x / lever), ty=jnp.asarray(y / lever), time=jnp.asarray(t))

@@ -31,11 +31,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["PileupClass", "PileupModel", "DEFAULT_MODEL_FILE", "MODEL_FORMAT", "occupancy", "window_pieces"]
+from diffcalo.simulation.readout import SPEED_OF_LIGHT_MM_PER_NS
+
+__all__ = ["PileupClass", "PileupModel", "DEFAULT_MODEL_FILE", "MODEL_FORMAT", "occupancy", "window_pieces",
+           "BUNCH_LENGTH_MM", "luminous_region"]
 
 DEFAULT_MODEL_FILE = pathlib.Path(__file__).parent / "data" / "pileup_pythia8_14tev.json"
 #: The model file format this version reads (written by :mod:`diffcalo.pileup_fit`).
 MODEL_FORMAT = 2
+#: rms bunch length of the LHC (mm); the luminous region follows from it (:func:`luminous_region`).
+BUNCH_LENGTH_MM = 75.0
 _GAUSS = np.polynomial.legendre.leggauss(4)
 
 
@@ -61,6 +66,17 @@ def _interp_axis(nodes, v):
     i = jnp.clip(jnp.searchsorted(nodes, v, side="right") - 1, 0, nodes.shape[0] - 2)
     w = jnp.clip((v - nodes[i]) / (nodes[i + 1] - nodes[i]), 0.0, 1.0)
     return i, w
+
+
+def luminous_region(key, n: int, bunch_length_mm: float = BUNCH_LENGTH_MM):
+    """``n`` collision vertices of head-on bunches of rms length ``bunch_length_mm``: protons at s1 (beam 1,
+    moving to +z) and s2 ~ N(0, sigma_s) meet at z_v = (s1 + s2) / 2 at t_v = (s2 - s1) / 2c. Returns
+    (z_v in mm, arrival offset in ns): a forward particle from the vertex reaches a plane at Z at
+    t_v + (Z - z_v) / c = Z / c - s1 / c, so its arrival offset (relative to one from the origin at t = 0) is
+    -s1 / c (rms sigma_s / c, 250 ps for the LHC; the same spread as :meth:`PileupModel.arrival_offsets`),
+    and z_v spreads by sigma_s / sqrt(2) (53 mm)."""
+    s = bunch_length_mm * np.asarray(jax.random.normal(key, (2, n)), dtype=float)
+    return 0.5 * (s[0] + s[1]), -s[0] / SPEED_OF_LIGHT_MM_PER_NS
 
 
 def window_pieces(x, y, width, hole_half_mm=(0.0, 0.0)):
@@ -93,7 +109,7 @@ class PileupModel:
     z_mm: float = 12620.0
     r_min_mm: float = 200.0
     collisions_per_crossing: float = 40.0
-    bunch_length_mm: float = 75.0
+    bunch_length_mm: float = BUNCH_LENGTH_MM
     integration_window_ns: float = 25.0
     source: str = ""
 
@@ -156,7 +172,7 @@ class PileupModel:
         meet at z_v = (s1 + s2) / 2, t_v = (s2 - s1) / 2c; a forward particle reaches the ECAL at
         t_v + (Z - z_v) / c = Z / c - s1 / c: spread sigma_s / c (250 ps for the LHC's 7.5 cm), not the
         collision-time spread sigma_s / (sqrt(2) c) (~180 ps)."""
-        return self.bunch_length_mm / 299.792458
+        return self.bunch_length_mm / SPEED_OF_LIGHT_MM_PER_NS
 
     def arrival_offsets(self, key, shape):
         """Arrival-time offsets (ns) of forward particles from collisions drawn in the luminous region

@@ -163,3 +163,31 @@ def test_gp_slices_one_panel_per_parameter_with_distinct_readable_titles():
                 assert ax.get_xlabel() == "modules added on each side in x (their width in m)"
     finally:
         plt.close(fig)
+
+
+def test_the_summary_reevaluates_with_fresh_seeds_and_calls_ties():
+    """Re-evaluated means with their standard errors (hand-computed), the difference to the Upgrade II
+    baseline in standard errors: 11 sigma is significant, 2.4 sigma is a tie."""
+    from diffcalo.study.flagship import summary_text
+
+    cfg = study_config_from_dict({"study": {"figure_of_merit": "pi0_width"}})
+    runs = {"gp:0": [_record(1, 60.0, 1.0)], "gp:1": [_record(1, 61.0, 1.0)], "random:0": [_record(2, 66.0, 1.0)]}
+    vals = lambda *v: {"values": {str(1000 + i): dict(fom=x) for i, x in enumerate(v)}}
+    results = {"lhcb-current": dict(what="lhcb-current", **vals(88.0, 90.0, 92.0)),        # 90 +- 1.155
+               "lhcb-upgrade2-baseline": dict(what="lhcb-upgrade2-baseline", **vals(71.0, 72.0, 73.0)),  # 72 +- 0.577
+               "gp:0": dict(what=DESIGN, **vals(69.0, 70.0, 71.0)),                        # 70 +- 0.577
+               "gp:1": dict(what=DESIGN, **vals(73.0, 71.0, 72.0, 72.0)),                  # 72 +- 0.408
+               "random:0": dict(what=DESIGN, **vals(80.0, 81.0))}                          # 80.5 +- 0.5
+    text = summary_text(cfg, runs, {}, wall_time_s=1.0, reevaluations=dict(seeds=[1000, 1001, 1002], results=results))
+    assert "## Re-evaluated with fresh seeds 1000, 1001, 1002" in text
+    assert "| baseline | current LHCb layout (Shashlik 4 / 6 / 12 cm) | 90.0 ± 1.2 (n = 3) |" in text
+    assert "| 72.00 ± 0.58 (n = 3) |" in text
+    assert ("- current LHCb layout (Shashlik 4 / 6 / 12 cm) vs the Upgrade II baseline: 18.0 ± 1.3 (13.9 standard "
+            "errors): significantly worse.") in text
+    assert ("best of GP-BO (optimiser seed 0) vs the Upgrade II baseline: -2.00 ± 0.82 (2.4 standard errors): a tie "
+            "(< 3 standard errors).") in text
+    assert "best of GP-BO (optimiser seed 1) vs the Upgrade II baseline: 0.00 ± 0.71 (0.0 standard errors): a tie" in text
+    assert ("best of random search (optimiser seed 0) vs the Upgrade II baseline: 8.50 ± 0.76 (11.1 standard errors): "
+            "significantly worse.") in text
+    assert "- GP-BO: mean of the 2 runs' re-evaluated best designs 71.0 ± 1.0" in text
+    assert "[GP-BO (optimiser seed 1)](gp/seed1/report.md)" in text

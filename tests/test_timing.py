@@ -109,3 +109,39 @@ def test_time_window_fit_and_signal_efficiency_on_simulated_photons():
         kept[n_sigma] = (signal, np.mean(total(window.apply(piled)[0]) - total(clean)) / extra)
     assert kept[2.0][0] > 0.98 and kept[2.0][1] < 0.8
     assert kept[1.0][0] < 0.9 and kept[1.0][1] < kept[2.0][1]
+
+
+def test_time_window_centres_on_the_given_signal_vertex():
+    """A photon from another collision, 0.354 ns (sqrt 2 x 250 ps) later than the signal vertex, fits its
+    own window but falls outside a 200 ps window centred on the signal vertex it is combined with."""
+    from diffcalo.reco.timing import TimeWindow, expected_times
+
+    c = _hand_clusters(1, np.zeros((1, 1, 3, 3)), np.ones((1, 1, 3, 3)), x=1000.0, t0=0.354)
+    c = _hand_clusters(1, expected_times(c, 12620.0), np.ones((1, 1, 3, 3)), x=1000.0, t0=0.354)
+    window = TimeWindow(z_mm=12620.0, offsets=np.zeros((1, 1)), resolution=np.array([[0.0, 0.1]]), width_ns=0.2)
+    assert window.keep(c).all()
+    assert not window.keep(c, reference_ns=np.zeros(1)).any()
+    assert window.keep(c, reference_ns=np.array([0.2])).all()          # 154 ps off: inside
+
+
+def test_luminous_region_spreads_and_vertex_displaced_photons():
+    """Head-on bunches of rms 75 mm: z_v rms 75 / sqrt 2 = 53.0 mm, arrival offset rms 75 / c = 250.2 ps,
+    cov(z_v, offset) = -sigma_s^2 / (2 c) (a vertex further downstream is from an earlier beam-1 proton);
+    photons keep their impact point, their slopes point back to their vertex."""
+    from diffcalo.particles import from_vertices
+    from diffcalo.pileup import luminous_region
+
+    n = 200000
+    z, t = luminous_region(jax.random.key(0), n)
+    c = SPEED_OF_LIGHT_MM_PER_NS
+    assert np.std(z) == pytest.approx(75.0 / np.sqrt(2), rel=0.01)
+    assert np.std(t) == pytest.approx(75.0 / c, rel=0.01)
+    assert np.mean(z * t) == pytest.approx(-75.0 ** 2 / (2 * c), rel=0.02)
+    p = dc.Particles.create(energy=[10.0, 10.0], x=[300.0, -500.0], y=[0.0, 800.0])
+    q = from_vertices(p, np.array([100.0, -50.0]), np.array([0.1, -0.2]), 12620.0)
+    np.testing.assert_allclose(np.asarray(q.tx), [300.0 / 12520.0, -500.0 / 12670.0], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(q.ty), [0.0, 800.0 / 12670.0], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(q.time), [0.1, -0.2], rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(q.x), np.asarray(p.x))
+    with pytest.raises(ValueError, match="vertex_z_mm"):
+        from_vertices(p, 13000.0, 0.0, 12620.0)

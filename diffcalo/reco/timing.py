@@ -43,14 +43,20 @@ def cell_centres(clusters):
     return centre[:, 0, None, None] + jx * cell, centre[:, 1, None, None] + jy * cell
 
 
-def expected_times(clusters, z_mm: float, offsets=None):
+def expected_times(clusters, z_mm: float, offsets=None, reference_ns=None):
     """Expected arrival (ns) of a photon from the signal vertex at every cell [n, L, K, K] (module
-    docstring), with ``offsets`` [R, L] the per-region, per-section deposit delays (0 if None)."""
+    docstring), with ``offsets`` [R, L] the per-region, per-section deposit delays (0 if None) and
+    ``reference_ns`` [n] the signal vertex's arrival offset t_0 per cluster (default: the cluster's own
+    particle's, ``t_true`` minus its flight; give it for particles from another vertex, e.g. pile-up
+    photons combined with a signal candidate)."""
     x, y = cell_centres(clusters)
     flight_cell = np.sqrt(x ** 2 + y ** 2 + z_mm ** 2) / SPEED_OF_LIGHT_MM_PER_NS              # [n, K, K]
     px, py = np.asarray(clusters.x, dtype=float), np.asarray(clusters.y, dtype=float)
     flight_impact = np.sqrt(px ** 2 + py ** 2 + z_mm ** 2) / SPEED_OF_LIGHT_MM_PER_NS
-    t0 = np.asarray(clusters.t_true, dtype=float) - flight_impact                              # vertex offset
+    if reference_ns is None:
+        t0 = np.asarray(clusters.t_true, dtype=float) - flight_impact                          # vertex offset
+    else:
+        t0 = np.broadcast_to(np.asarray(reference_ns, dtype=float), flight_impact.shape)
     t = t0[:, None, None, None] + flight_cell[:, None]
     if offsets is not None:
         region = np.clip(np.asarray(clusters.region), 0, None)
@@ -120,16 +126,17 @@ class TimeWindow:
         b = self.resolution[region, 1][:, None, None, None]
         return self.n_sigma * np.asarray(time_resolution_ns(e, a, b))
 
-    def keep(self, clusters):
-        """Boolean [n, L, K, K]: cells inside the window (empty cells count as kept)."""
+    def keep(self, clusters, reference_ns=None):
+        """Boolean [n, L, K, K]: cells inside the window (empty cells count as kept); ``reference_ns`` as
+        in :func:`expected_times`."""
         e = np.asarray(clusters.energy, dtype=float)
-        dt = np.asarray(clusters.time, dtype=float) - expected_times(clusters, self.z_mm, self.offsets)
+        dt = np.asarray(clusters.time, dtype=float) - expected_times(clusters, self.z_mm, self.offsets, reference_ns)
         return (e <= 0) | (np.abs(dt) < self.half_width(clusters))
 
-    def apply(self, clusters):
+    def apply(self, clusters, reference_ns=None):
         """``clusters`` with the cells outside the window zeroed (energy and time), and the fraction of
-        non-empty cells dropped."""
-        keep = self.keep(clusters)
+        non-empty cells dropped; ``reference_ns`` as in :func:`expected_times`."""
+        keep = self.keep(clusters, reference_ns)
         e = np.asarray(clusters.energy)
         occupied = e > 0
         dropped = float((~keep & occupied).sum() / max(occupied.sum(), 1))

@@ -3,7 +3,8 @@ Upgrade II baseline) evaluated with several seeds each (new samples, pile-up dra
 initialisations), per-seed figures of merit, their mean, standard deviation and standard error, and the
 separation of the two layouts in units of the combined error.
 
-    .venv/bin/python studies/lhcb_ecal_upgrade2/noise.py [--seeds 3] [--quick] [--collisions 40] [-o noise.json]
+    .venv/bin/python studies/lhcb_ecal_upgrade2/noise.py [--seeds 3] [--quick] [--collisions 40]
+        [--fom pi0_resolution|pi0_width|bs_significance] [-o noise.json]
 
 ``--quick`` uses the sample sizes of ``diffcalo demo``; the default, those of study.toml.
 """
@@ -31,7 +32,8 @@ def _one(cfg, name, seed):
     m = r["metrics"]
     keep = ("pi0_resolution_mev", "pi0_resolution_err_mev", "pi0_width_mev", "pi0_width_err_mev", "pi0_mean_mev",
             "pi0_purity", "pi0_is_measurement", "pi0_pairs", "pileup_capped_fraction", "time_window_dropped_cells",
-            "nonpositive_energies")
+            "nonpositive_energies", "bs_significance", "bs_significance_no_time_cut", "bs_time_cut_ps", "bs_window",
+            "bs_signal", "bs_background", "bs_width_mev", "photon_time_resolution_ps")
     return name, seed, r["fom"], {k: m.get(k) for k in keep}, time.perf_counter() - t0
 
 
@@ -41,11 +43,16 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--collisions", type=float, default=None)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--fom", default=None, help="figure of merit (default: the study's)")
     ap.add_argument("-o", "--output", default=None)
     args = ap.parse_args(argv)
     cfg = study_config_from_dict(QUICK) if args.quick else load_study_config(Path(__file__).with_name("study.toml"))
     if args.collisions is not None:
         cfg = dataclasses.replace(cfg, collisions=args.collisions)
+    if args.fom is not None:
+        from diffcalo.study.config import study_config_from_flat
+
+        cfg = study_config_from_flat(dict(cfg.as_dict(), figure_of_merit=args.fom))
     jobs = [(name, 1000 + s) for name in BASELINES for s in range(args.seeds)]
     rows = []
     with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:
@@ -58,7 +65,7 @@ def main(argv=None) -> int:
     stats = {}
     for name in BASELINES:
         v = np.array([r["fom"] for r in rows if r["layout"] == name])
-        fit_err = np.array([r["metrics"].get(cfg.figure_of_merit + "_err_mev") or np.nan for r in rows
+        fit_err = np.array([r["metrics"].get(cfg.figure_of_merit + "_err_mev", np.nan) or np.nan for r in rows
                             if r["layout"] == name])
         stats[name] = dict(values=v.tolist(), mean=float(v.mean()), std=float(v.std(ddof=1)),
                            sem=float(v.std(ddof=1) / math.sqrt(len(v))), mean_fit_error=float(np.nanmean(fit_err)))
@@ -71,6 +78,14 @@ def main(argv=None) -> int:
         s = stats[name]
         print(f"  {name:<24} {s['mean']:.2f} ± {s['sem']:.2f} (seed-to-seed std {s['std']:.2f}; mean fit error "
               f"{s['mean_fit_error']:.2f}); values {', '.join(f'{x:.2f}' for x in s['values'])}")
+    if cfg.figure_of_merit == "bs_significance":
+        for name in BASELINES:
+            sub = [r["metrics"] for r in rows if r["layout"] == name]
+            nt = np.array([m["bs_significance_no_time_cut"] or np.nan for m in sub], dtype=float)
+            tc = [m["bs_time_cut_ps"] for m in sub]
+            tr = np.array([m["photon_time_resolution_ps"] or np.nan for m in sub], dtype=float)
+            print(f"  {name:<24} without the time cut {np.nanmean(nt):.2f} ± {np.nanstd(nt, ddof=1) / math.sqrt(len(nt)):.2f}; "
+                  f"time cuts (ps) {tc}; photon time resolution {np.nanmean(tr):.0f} ps")
     verdict = "separated" if abs(diff) > 3 * err else "a tie (< 3 sigma)"
     print(f"  difference {BASELINES[0]} - {BASELINES[1]} = {diff:.2f} ± {err:.2f} ({abs(diff) / err:.1f} sigma): {verdict}")
     if args.output:
