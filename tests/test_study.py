@@ -303,3 +303,13 @@ def test_the_same_study_run_twice_gives_identical_journals(tmp_path):
             res = g["energy_curve"]["resolution"]
             assert len(res) >= 4 and res[-1] < res[0]                    # resolution improves with energy
         assert set(r["timings"]) == {"simulate", "train", "metrics", "total"}
+
+
+def test_an_empty_design_space_fails_before_any_journal_exists(tmp_path):
+    """Regions that cannot fit the wall are found when the space is built: the study stops with the
+    config error and leaves no journal, so a corrected rerun needs no --resume or cleaning up."""
+    cfg = study_config_from_dict({"wall": {"layout": "toy"}, "design": {"regions": 2, "options": ["toy-scint:30"],
+                                                                         "split": False, "max_ring": 1}})
+    with pytest.raises(ConfigError, match="has room for at most 1 region"):
+        run_study(cfg, tmp_path / "run", objective=toy_objective, progress=False)
+    assert not (tmp_path / "run" / "journal.sqlite").exists()

@@ -172,6 +172,10 @@ def run_study(cfg: StudyConfig, run_dir, *, designs: list[dict] | None = None, r
         raise StudyError(f"{run_dir}: is a file, not a run directory; choose another output directory")
     objective = objective or evaluate_design
     cfg_dict = cfg.as_dict()
+    if designs is None:
+        from diffcalo.study.design import design_space
+
+        design_space(cfg)        # an empty space (regions that cannot fit the wall) fails before any journal exists
     with RunLock(run_dir, log=log):
         own = executor is None
         # the executor first: a study whose executor cannot start leaves no journal behind
