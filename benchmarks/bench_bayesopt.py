@@ -214,6 +214,10 @@ def run_optuna(prob, seed, q, n):
     return ds_all, ys_all, times
 
 
+def _plain(d):
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in d.items()}
+
+
 #: Relative tolerance on the known constraint: gradient-based acquisition optimisers (BoTorch's SLSQP)
 #: end on the boundary, a rounding error outside; such a design counts as feasible for every method.
 CONSTRAINT_TOL = 1e-6
@@ -237,17 +241,76 @@ def regret_curve(prob, ds, ys):
     return out
 
 
+def recommend_botorch(prob, ds, ys):
+    """BoTorch's recommendation after these evaluations: the evaluated design with the best posterior
+    mean of the same model its loop fits (``SingleTaskGP`` / ``MixedSingleTaskGP``, fitted the same way)."""
+    import torch
+    from botorch.fit import fit_gpytorch_mll
+    from botorch.models import MixedSingleTaskGP, SingleTaskGP
+    from botorch.models.transforms import Normalize, Standardize
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    bounds_np, cat_dims, _, _, encode = _torch_encoding(prob.space)
+    d = bounds_np.shape[1]
+    X = torch.tensor([encode(x) for x in ds], dtype=torch.double)
+    Y = -torch.tensor(ys, dtype=torch.double).unsqueeze(-1)
+    if cat_dims:
+        model = MixedSingleTaskGP(X, Y, cat_dims=list(cat_dims), input_transform=Normalize(d),
+                                  outcome_transform=Standardize(1))
+    else:
+        model = SingleTaskGP(X, Y, input_transform=Normalize(d), outcome_transform=Standardize(1))
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    with torch.no_grad():
+        mean = model.posterior(X).mean.squeeze(-1).numpy()
+    ok = [i for i, x in enumerate(ds) if feasible(prob, x)]
+    return ds[max(ok, key=lambda i: mean[i])]
+
+
+def recommend_ours(prob, ds, ys):
+    """Our recommendation after these evaluations: :meth:`BayesianOptimizer.recommend` of an optimiser
+    told exactly these evaluations (what a user stopping there gets)."""
+    opt = BayesianOptimizer(prob.space, seed=0)
+    opt.tell(ds, ys)
+    return opt.recommend()["design"]
+
+
+def recommended_regrets(method, prob, ds, ys, n):
+    """Regret of each method's recommended design at the checkpoints: the model's choice for gp and
+    botorch, the best observed design for the model-free rows (random) and Optuna (``best_trial``)."""
+    curve = regret_curve(prob, ds, ys)
+    out = {}
+    for c in CHECKPOINTS:
+        if c > n:
+            continue
+        if method == "gp":
+            out[c] = prob.regret(recommend_ours(prob, ds[:c], ys[:c]))
+        elif method == "botorch":
+            out[c] = prob.regret(recommend_botorch(prob, ds[:c], ys[:c]))
+        else:
+            out[c] = curve[c - 1]
+    return out
+
+
 def one(method, name, noisy, q, seed, n):
     path = RESULTS / f"{method}_{name}_{'noisy' if noisy else 'exact'}_q{q}_s{seed}_n{n}.json"
     if path.exists():
-        return json.loads(path.read_text())
+        res = json.loads(path.read_text())
+        if "recommended" in res:
+            return res
+        if method in ("random", "optuna"):      # no model: the recommendation is the best observed design
+            res["recommended"] = {str(c): res["regret"][c - 1] for c in CHECKPOINTS if c <= n}
+            path.write_text(json.dumps(res))
+            return res
     prob = B.get(name, noise=NOISE[name] if noisy else 0.0)
     runner = dict(gp=lambda: run_ours(BayesianOptimizer, prob, seed, q, n),
                   random=lambda: run_ours(RandomSearch, prob, seed, q, n),
                   botorch=lambda: run_botorch(prob, seed, q, n), optuna=lambda: run_optuna(prob, seed, q, n))[method]
     ds, ys, times = runner()
+    rec = recommended_regrets(method, prob, ds, ys, n)
     res = dict(method=method, problem=name, noisy=noisy, q=q, seed=seed, regret=regret_curve(prob, ds, ys),
-               ask_seconds=times, violations=sum(not feasible(prob, d) for d in ds))
+               recommended={str(c): v for c, v in rec.items()}, ask_seconds=times,
+               violations=sum(not feasible(prob, d) for d in ds), designs=[_plain(d) for d in ds],
+               values=[float(y) for y in ys])
     if method == "botorch" and prob.space.constraint is not None:
         res["acqf_fallbacks"] = run_botorch.fallbacks[0]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -367,6 +430,7 @@ def main():
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--evaluations", type=int, default=50)
     ap.add_argument("--q", default="1,4")
+    ap.add_argument("--noise", default="exact,noisy", help="which variants: exact, noisy or both")
     ap.add_argument("--report", action="store_true", help="only print and plot the cached results")
     ap.add_argument("--markdown", action="store_true", help="with --report: also print the README table")
     args = ap.parse_args()
@@ -379,7 +443,11 @@ def main():
         if p not in PROBLEMS:
             ap.error(f"--problems: unknown problem {p!r}; allowed: {', '.join(PROBLEMS)}")
     qs = [int(v) for v in args.q.split(",")]
-    seeds, n, noises = args.seeds, args.evaluations, (False, True)
+    for v in args.noise.split(","):
+        if v not in ("exact", "noisy"):
+            ap.error(f"--noise: unknown variant {v!r}; allowed: exact, noisy")
+    seeds, n = args.seeds, args.evaluations
+    noises = tuple(v == "noisy" for v in ("exact", "noisy") if v in args.noise.split(","))
     if args.quick:
         seeds, n, qs, noises = 3, 20, [1], (False,)
     jobs = [(m, p, nz, q, s) for p in problems for nz in noises for q in qs for s in range(seeds) for m in methods]
