@@ -164,11 +164,13 @@ def study_keys() -> list[Key]:
     from diffcalo.config import MAX_COLLISIONS, MAX_ENERGY_GEV
     from diffcalo.layout import PRESETS
     from diffcalo.study.config import (
+        ACQUISITIONS,
         CELL_SIZE_ORDERS,
         EXECUTORS,
         FIGURES_OF_MERIT,
         MAX_SIGNAL_DECAYS,
         MAX_TRAIN_PHOTONS,
+        NOISE_MODES,
         OPTIMIZERS,
     )
 
@@ -223,6 +225,17 @@ def study_keys() -> list[Key]:
             "Designs proposed at once (evaluated in parallel by the workers)."),
         Key("optimizer.initial", "initial", "integer", "1 ... 100000", "designs",
             "Random designs before the Gaussian process proposes."),
+        Key("optimizer.acquisition", "acquisition", "string", quoted(ACQUISITIONS), "",
+            "gp: nei = log noisy expected improvement (integrates over the noisy incumbent; batches sample the "
+            "pending designs), log_ei = analytic log EI on the lowest posterior mean, ucb = lower confidence bound."),
+        Key("optimizer.noise", "noise", "string", quoted(NOISE_MODES), "",
+            "gp: learned = one noise variance fitted by the GP; known = each evaluation's variance is its figure "
+            "of merit's statistical error squared (pi0_resolution and pi0_width only)."),
+        Key("optimizer.reevaluate_top", "reevaluate_top", "integer", "0 ... 1000", "designs",
+            "After the search, re-evaluate the k evaluated designs with the best posterior mean with fresh seeds "
+            "(reported separately: values free of the winner's curse). 0: off."),
+        Key("optimizer.reevaluate_seeds", "reevaluate_seeds", "integer", "1 ... 1000", "seeds",
+            "Fresh seeds per re-evaluated design (1000, 1001, ...: never used by the search)."),
         Key("executor.kind", "executor", "string", quoted(EXECUTORS), "",
             "Where designs are evaluated: this process, a process pool, or Dask."),
         Key("executor.workers", "workers", "integer", "1 ... 1024", "processes", "Parallel workers."),

@@ -20,7 +20,7 @@ from diffcalo.study.journal import Journal, JournalError
 from diffcalo.study.runner import run_study
 
 sys.path.insert(0, str(Path(__file__).parent))
-from study_toys import failing_objective, toy_objective  # noqa: E402
+from study_toys import failing_objective, noisy_toy_objective, toy_objective  # noqa: E402
 
 TESTS = Path(__file__).parent
 
@@ -53,6 +53,10 @@ def _cfg(**sections):
     ("[samples]\ntrain_photon = 3", r"unknown key\(s\) \['train_photon'\] in \[samples\]"),
     ("[samples]\nphoton_energy = [10, 1]", r"samples.photon_energy = \[10, 1\]: \[low, high\] in GeV"),
     ("[wall]\nlayout = 'atlas'", r"wall.layout = 'atlas': allowed: lhcb-current"),
+    ("[optimizer]\nacquisition = 'pi'", r"optimizer.acquisition = 'pi': allowed: nei, log_ei, ucb"),
+    ("[optimizer]\nreevaluate_top = -1", r"optimizer.reevaluate_top = -1: must be an integer in \[0, 1000\]"),
+    ("[study]\nfigure_of_merit = 'bs_significance'\n[optimizer]\nnoise = 'known'",
+     r"optimizer.noise = 'known': .*'learned' for study.figure_of_merit = 'bs_significance' \(it has no error estimate"),
     ("[design]\ncell_size_order = 'inward'", r"design.cell_size_order = 'inward': allowed: non-decreasing-outward, free"),
     ("[budget]\ntotal = 5000", r"budget.total = 5000 kCHF: no design of this space fits it; the cheapest, option "
                                r"'shashlik:121.2' in every region, costs 10930 kCHF"),
@@ -313,3 +317,40 @@ def test_an_empty_design_space_fails_before_any_journal_exists(tmp_path):
     with pytest.raises(ConfigError, match="has room for at most 1 region"):
         run_study(cfg, tmp_path / "run", objective=toy_objective, progress=False)
     assert not (tmp_path / "run" / "journal.sqlite").exists()
+
+
+def test_the_top_designs_are_reevaluated_with_fresh_seeds_resumed_and_reported_apart(tmp_path):
+    import sqlite3
+
+    from diffcalo.cli import main
+    from diffcalo.study.report import recommendation
+    from diffcalo.study.runner import split_records
+
+    cfg = _cfg(optimizer=dict(evaluations=8, initial=4, noise="known", reevaluate_top=2, reevaluate_seeds=2))
+    run = tmp_path / "run"
+    with run_study(cfg, run, objective=noisy_toy_objective, progress=False, log=lambda *a: None) as j:
+        search, again = split_records(j)
+        meta = j.get_meta("reevaluation")
+    assert len(search) == 8 and len(again) == 4 and all(r["status"] == "done" for r in again)
+    assert sorted(r["seed"] for r in again) == [1000, 1000, 1001, 1001] and meta["seeds"] == [1000, 1001]
+    assert {r["batch"] for r in again} == {meta["batch"]} and meta["batch"] > max(r["batch"] for r in search)
+    # the two designs are the search's two best posterior means (GP of the search with its known noise)
+    rec = recommendation(cfg, search)
+    assert meta["designs"][0] == rec["design"] and len({json.dumps(d, sort_keys=True) for d in meta["designs"]}) == 2
+    searched = {json.dumps(r["design"], sort_keys=True) for r in search}
+    assert all(json.dumps(d, sort_keys=True) in searched for d in meta["designs"])
+    for r in again:
+        assert r["fom"] == pytest.approx(noisy_toy_objective(cfg, r["design"], r["seed"])["fom"])
+    # a driver that died after planning the re-evaluation but before adding its rows: resume runs them
+    con = sqlite3.connect(run / "journal.sqlite")
+    with con:
+        con.execute("DELETE FROM evaluations WHERE batch = ?", (meta["batch"],))
+    con.close()
+    with run_study(cfg, run, objective=noisy_toy_objective, resume=True, progress=False, log=lambda *a: None) as j:
+        search2, again2 = split_records(j)
+    assert [r["design"] for r in search2] == [r["design"] for r in search]
+    assert [(r["design"], r["seed"], r["fom"]) for r in again2] == [(r["design"], r["seed"], r["fom"]) for r in again]
+    assert main(["report", str(run)]) == 0
+    text = (run / "report.md").read_text()
+    assert "## Recommended design" in text and "## Re-evaluation of the top designs" in text
+    assert "fresh seeds (1000, 1001)" in text and text.count("| 2/2 |") == 2

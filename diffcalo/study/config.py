@@ -38,6 +38,10 @@ Layout of a study file (every key optional except where noted; defaults in the d
     evaluations = 16
     batch = 2                              # designs proposed at once (parallel workers)
     initial = 6
+    acquisition = "nei"                    # gp: "nei" (noisy EI), "log_ei" or "ucb"
+    noise = "learned"                      # gp: "learned", or "known" (the figure of merit's own error)
+    reevaluate_top = 0                     # at the end: re-evaluate the k designs with the best posterior
+    reevaluate_seeds = 3                   # mean with this many fresh seeds each (reported separately)
 
     [executor]
     kind = "inprocess"                     # "inprocess", "process" or "dask"
@@ -88,6 +92,12 @@ MAX_TRAIN_PHOTONS = 1_000_000
 MAX_SIGNAL_DECAYS = 500_000
 EXECUTORS = ("inprocess", "process", "dask")
 OPTIMIZERS = ("gp", "random")
+#: ``[optimizer] acquisition`` of the GP (surrogates.acquisition.ACQUISITIONS) and ``noise``
+#: (surrogates.bayesopt.NOISE_MODES): spelled out here so that loading a config imports no optimiser.
+ACQUISITIONS = ("nei", "log_ei", "ucb")
+NOISE_MODES = ("learned", "known")
+#: The metric holding each figure of merit's statistical error (None: not estimated).
+FOM_ERRORS = {"pi0_resolution": "pi0_resolution_err_mev", "pi0_width": "pi0_width_err_mev", "bs_significance": None}
 #: ``[design] cell_size_order``: which designs the space holds, by the order of their regions' cell sizes.
 CELL_SIZE_ORDERS = {"non-decreasing-outward": "each region's cells at least as large as the cells of the region "
                                               "inside it (equal sizes allowed)",
@@ -125,6 +135,10 @@ class StudyConfig:
     evaluations: int = 16
     batch: int = 2
     initial: int = 6
+    acquisition: str = "nei"
+    noise: str = "learned"
+    reevaluate_top: int = 0
+    reevaluate_seeds: int = 3
     executor: str = "inprocess"
     workers: int = 1
     scheduler: str = ""
@@ -158,7 +172,8 @@ _SECTIONS = {
     "budget": {"total"},
     "samples": {"train_photons", "signal_decays", "photon_energy"},
     "reco": {"epochs", "batch_size", "time_window_sigmas"},
-    "optimizer": {"kind", "evaluations", "batch", "initial"},
+    "optimizer": {"kind", "evaluations", "batch", "initial", "acquisition", "noise", "reevaluate_top",
+                  "reevaluate_seeds"},
     "executor": {"kind", "workers", "scheduler"},
 }
 _RENAME = {("budget", "total"): "budget", ("optimizer", "kind"): "optimizer", ("executor", "kind"): "executor",
@@ -269,6 +284,14 @@ def _validated(flat: dict) -> StudyConfig:
     check_int("optimizer.evaluations", d["evaluations"], 1, 100_000)
     check_int("optimizer.batch", d["batch"], 1, 1024)
     check_int("optimizer.initial", d["initial"], 1, 100_000)
+    check_choice("optimizer.acquisition", d["acquisition"], ACQUISITIONS)
+    check_choice("optimizer.noise", d["noise"], NOISE_MODES)
+    if d["noise"] == "known" and FOM_ERRORS[d["figure_of_merit"]] is None:
+        raise _fail("optimizer.noise", d["noise"],
+                    f"'learned' for study.figure_of_merit = {d['figure_of_merit']!r} (it has no error estimate; "
+                    f"'known' needs one of {sorted(k for k, v in FOM_ERRORS.items() if v)})")
+    check_int("optimizer.reevaluate_top", d["reevaluate_top"], 0, 1000)
+    check_int("optimizer.reevaluate_seeds", d["reevaluate_seeds"], 1, 1000)
     check_choice("executor.kind", d["executor"], EXECUTORS)
     check_int("executor.workers", d["workers"], 1, 1024)
     if not isinstance(d["scheduler"], str) or (d["scheduler"] and "://" not in d["scheduler"]):

@@ -28,12 +28,9 @@ import time
 import numpy as np
 
 from diffcalo.study.config import FIGURES_OF_MERIT, StudyConfig, study_config_from_dict
+from diffcalo.study.runner import FRESH_SEEDS
 
 __all__ = ["QUICK", "FRESH_SEEDS", "run_flagship", "summary_text"]
-
-#: First seed of the re-evaluations (fresh seeds FRESH_SEEDS, FRESH_SEEDS + 1, ...; optimisers use seeds
-#: from cfg.seed, far below).
-FRESH_SEEDS = 1000
 
 #: The quick variant (``diffcalo demo``): small samples, 12 evaluations per optimiser.
 QUICK = {

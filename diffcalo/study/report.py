@@ -26,7 +26,7 @@ import numpy as np
 from diffcalo.io import write_text_atomic
 from diffcalo.metrics import format_measurement, measurement_parts
 from diffcalo.samples import M_PI0
-from diffcalo.study.config import FIGURES_OF_MERIT, StudyConfig, study_config_from_flat
+from diffcalo.study.config import FIGURES_OF_MERIT, FOM_ERRORS, StudyConfig, study_config_from_flat
 from diffcalo.study.design import (
     PRESET_TITLES,
     describe_design,
@@ -38,7 +38,7 @@ from diffcalo.study.design import (
     value_label,
 )
 from diffcalo.study.objective import MAX_BACKGROUND_PER_WINDOW
-from diffcalo.study.runner import load_journal
+from diffcalo.study.runner import load_journal, split_records
 from diffcalo.technologies import technology_label
 
 __all__ = ["write_report", "pareto_front", "gp_slices_figure", "FOM_DESCRIPTIONS", "fom_label", "format_fom"]
@@ -49,8 +49,6 @@ FOM_DESCRIPTIONS = {"pi0_resolution": ("π0 → γγ effective mass resolution",
                     "bs_significance": ("B_s → J/ψ π0 significance S/√(S+B)", "")}
 #: Legend of the values outside the search space in the GP slices.
 INFEASIBLE_LABEL = "outside the space (budget, wall or cell-size order)"
-#: The metric holding each figure of merit's statistical error (None: not estimated).
-FOM_ERRORS = {"pi0_resolution": "pi0_resolution_err_mev", "pi0_width": "pi0_width_err_mev", "bs_significance": None}
 
 
 def fom_label(name: str) -> str:
@@ -262,6 +260,64 @@ def _resolution_rows(curves) -> tuple[list[str], list[str]]:
     return rows, notes
 
 
+def recommendation(cfg: StudyConfig, records: list[dict]) -> dict | None:
+    """The recommended design of a study's search evaluations (``records``, re-evaluations excluded):
+    the evaluated design with the best posterior mean of a GP of all of them
+    (:meth:`surrogates.bayesopt.BayesianOptimizer.recommend`, the study's noise setting), or None before
+    two successful evaluations."""
+    from diffcalo.study.runner import _noise_of
+    from surrogates.bayesopt import BayesianOptimizer
+
+    if sum(r["status"] == "done" for r in records) < 2:
+        return None
+    rows = [r for r in records if r["status"] in ("done", "failed")]
+    opt = BayesianOptimizer(design_space(cfg), seed=cfg.seed, minimize=FIGURES_OF_MERIT[cfg.figure_of_merit] == "minimise",
+                            noise=cfg.noise)
+    opt.tell([r["design"] for r in rows], [r["fom"] if r["status"] == "done" else None for r in rows],
+             noise=[_noise_of(cfg, r) for r in rows])
+    return opt.recommend()
+
+
+def _recommendation_lines(cfg: StudyConfig, records: list[dict], best: dict, minimize: bool) -> list[str]:
+    rec = recommendation(cfg, records)
+    if rec is None:
+        return []
+    fname = cfg.figure_of_merit
+    same = rec["design"] == best["design"]
+    lines = ["## Recommended design", "",
+             "The design a Gaussian process of all the search's evaluations believes best: the lowest posterior mean "
+             "among the evaluated designs (replicates pooled). With a noisy figure of merit this, not the best "
+             "observed value, is the study's answer: the best observed value is biased "
+             f"{'low' if minimize else 'high'} by the winner's curse.", "",
+             f"**{describe_design(cfg, rec['design'])}**" + (" (the best observed design)" if same else ""), "",
+             f"Posterior mean {fname} = {format_measurement(rec['mean'], rec['sd'])} {FOM_DESCRIPTIONS[fname][1]}".rstrip()
+             + f" (± the GP's posterior standard deviation), observed {rec['observed']:.4g} in {rec['evaluations']} "
+             "evaluation(s).", ""]
+    return lines
+
+
+def _reevaluation_lines(cfg: StudyConfig, again: list[dict]) -> list[str]:
+    if not again:
+        return []
+    fname = cfg.figure_of_merit
+    by_design: dict[str, list[dict]] = {}
+    for r in again:
+        by_design.setdefault(json.dumps(r["design"], sort_keys=True), []).append(r)
+    lines = ["## Re-evaluation of the top designs", "",
+             f"The designs with the best posterior means evaluated again with fresh seeds "
+             f"({', '.join(str(s) for s in sorted({r['seed'] for r in again}))}): mean ± standard error over the seeds "
+             "(free of the winner's curse; differences below 3 standard errors are ties).", "",
+             f"| rank | design | {fom_label(fname)} re-evaluated | seeds done |", "|---|---|---|---|"]
+    for rank, rows in enumerate(by_design.values(), 1):
+        vals = [r["fom"] for r in rows if r["status"] == "done"]
+        if len(vals) >= 2:
+            shown = format_measurement(float(np.mean(vals)), float(np.std(vals, ddof=1) / math.sqrt(len(vals))))
+        else:
+            shown = f"{vals[0]:.4g}" if vals else "n/a"
+        lines.append(f"| {rank} | {describe_design(cfg, rows[0]['design'])} | {shown} | {len(vals)}/{len(rows)} |")
+    return lines + [""]
+
+
 def write_report(run_dir) -> pathlib.Path:
     """Write report.md and the figures into ``run_dir``; returns the Markdown path."""
     import matplotlib.pyplot as plt
@@ -272,7 +328,7 @@ def write_report(run_dir) -> pathlib.Path:
     run_dir = pathlib.Path(run_dir)
     with load_journal(run_dir) as j:
         flat = j.config
-        recs = j.records()
+        recs, again = split_records(j)
         counts = j.counts()
     cfg = study_config_from_flat(flat, where=f"{run_dir}/journal.sqlite")
     fname = cfg.figure_of_merit
@@ -357,7 +413,7 @@ def write_report(run_dir) -> pathlib.Path:
     if len(done) >= 5:
         _save(gp_slices_figure(cfg, done, best["design"]), run_dir / "gp_slices.png")
         figures.append("gp_slices.png")
-    lines += ["## Best design", "", f"**{best_text}**", "",
+    lines += ["## Best observed design", "", f"**{best_text}**", "",
               f"Evaluation {best['id']}: {fname} = {format_fom(fname, best['fom'], best['metrics'], bold=True)}, "
               f"cost {best['cost']:.0f} kCHF, {sum(r['channels'] for r in layout.table())} readout channels.", "",
               "| region | technology | cell size (mm) | outer edge (half-width x, half-height y) | modules | "
@@ -369,6 +425,7 @@ def write_report(run_dir) -> pathlib.Path:
                      f"{r['modules']} | {r['sections']} | {r['channels']} | {r['cost']:.0f} |")
     lines += ["", "Metrics of the best design (statistical errors where estimated):", ""]
     lines += _metrics_rows(cfg, best["metrics"]) + [""]
+    lines += _recommendation_lines(cfg, recs, best, minimize) + _reevaluation_lines(cfg, again)
     curves = [("best design", best["metrics"].get("regions"))]
     curves += [(PRESET_TITLES.get(name, name), b.get("metrics", {}).get("regions")) for name, b in baselines.items()]
     curves = [(label, regions) for label, regions in curves if regions]

@@ -16,6 +16,17 @@ evaluating process pinned to one CPU, so the same study gives the same journal w
 runs it. Every evaluation uses the study seed (common random numbers: differences between designs
 are not blurred by sampling noise).
 
+Re-evaluation (``[optimizer] reevaluate_top = k``). After the search the k evaluated designs with the
+best posterior mean (:meth:`~surrogates.bayesopt.BayesianOptimizer.top`, a GP of all the search's
+evaluations) are evaluated again with ``reevaluate_seeds`` fresh seeds each (:data:`FRESH_SEEDS`, ...:
+seeds no search evaluation used, the same for every design). They form one extra batch whose number is
+recorded in the journal's meta (``reevaluation``) before its rows exist, so a resume finishes it; they
+are never told to the optimiser and reports show them apart from the search (:func:`split_records`):
+their mean is free of the winner's curse that biases the best observed value.
+
+Noise (``[optimizer] noise = "known"``): every finished evaluation is told with its figure of merit's
+statistical error squared as its noise variance.
+
 A Dask worker that dies mid-task (segfault, out of memory) is replaced by its nanny and the task is
 re-run; a task that has killed four workers is recorded as failed with ``KilledWorker`` and the study
 goes on. Dask counts every task that was on a dying worker as suspicious, so an evaluation that kept
@@ -37,7 +48,12 @@ from diffcalo.study.config import FIGURES_OF_MERIT, StudyConfig
 from diffcalo.study.executors import make_executor
 from diffcalo.study.journal import Journal, JournalError
 
-__all__ = ["run_study", "load_journal", "RESUMABLE_CHANGES", "FIRST_EVALUATION_NOTE"]
+__all__ = ["run_study", "load_journal", "split_records", "RESUMABLE_CHANGES", "FIRST_EVALUATION_NOTE",
+           "FRESH_SEEDS"]
+
+#: First seed of re-evaluations (fresh seeds FRESH_SEEDS, FRESH_SEEDS + 1, ...; searches use the study seed,
+#: below 1000 in every study shipped).
+FRESH_SEEDS = 1000
 
 #: Shown until the first result: a new process compiles the simulator and the networks first (measured
 #: single-threaded on the 2-core machines here: ~40 s, up to ~90 s under load), and again for the other
@@ -200,8 +216,31 @@ def _make_optimizer(cfg: StudyConfig):
     space = design_space(cfg)
     minimize = FIGURES_OF_MERIT[cfg.figure_of_merit] == "minimise"
     if cfg.optimizer == "gp":
-        return BayesianOptimizer(space, seed=cfg.seed, minimize=minimize, n_initial=cfg.initial)
+        return BayesianOptimizer(space, seed=cfg.seed, minimize=minimize, n_initial=cfg.initial,
+                                 acquisition=cfg.acquisition, noise=cfg.noise)
     return RandomSearch(space, seed=cfg.seed, minimize=minimize)
+
+
+def split_records(journal) -> tuple[list[dict], list[dict]]:
+    """A journal's records as (search evaluations, re-evaluations of the top designs), module docstring."""
+    recs = journal.records()
+    meta = journal.get_meta("reevaluation")
+    if not meta:
+        return recs, []
+    return ([r for r in recs if r["batch"] != meta["batch"]], [r for r in recs if r["batch"] == meta["batch"]])
+
+
+def _noise_of(cfg: StudyConfig, row: dict):
+    """The noise variance told with a finished evaluation under ``noise = "known"`` (else None)."""
+    from diffcalo.study.config import FOM_ERRORS
+
+    if cfg.noise != "known" or row["status"] != "done":
+        return None
+    err = (row.get("metrics") or {}).get(FOM_ERRORS[cfg.figure_of_merit])
+    if not isinstance(err, (int, float)) or not math.isfinite(err) or err < 0:
+        raise StudyError(f"evaluation {row['id']}: [optimizer] noise = 'known' needs the metric "
+                         f"{FOM_ERRORS[cfg.figure_of_merit]!r}, found {err!r}")
+    return float(err) ** 2
 
 
 def _drive(cfg, journal, designs, objective, executor, progress, log) -> None:
@@ -216,10 +255,11 @@ def _drive(cfg, journal, designs, objective, executor, progress, log) -> None:
 
     def tell(rows):
         if opt is not None:
-            opt.tell([r["design"] for r in rows], [r["fom"] if r["status"] == "done" else None for r in rows])
+            opt.tell([r["design"] for r in rows], [r["fom"] if r["status"] == "done" else None for r in rows],
+                     noise=[_noise_of(cfg, r) for r in rows])
 
     # replay the journal: every recorded batch was one ask; finished batches are told in id order
-    recs = journal.records()
+    recs, again = split_records(journal)
     by_batch: dict[int, list[dict]] = {}
     for r in recs:
         by_batch.setdefault(r["batch"], []).append(r)
@@ -246,7 +286,8 @@ def _drive(cfg, journal, designs, objective, executor, progress, log) -> None:
     next_batch = max(by_batch, default=-1) + 1
     n_recorded = len(recs)
     counts = journal.counts()
-    bar = tqdm(total=planned, initial=counts["done"] + counts["failed"], desc=cfg.name, unit="eval",
+    n_again = cfg.reevaluate_top * cfg.reevaluate_seeds if opt is not None else 0
+    bar = tqdm(total=planned + n_again, initial=counts["done"] + counts["failed"], desc=cfg.name, unit="eval",
                disable=not progress)
     if progress:
         bar.set_postfix_str(FIRST_EVALUATION_NOTE)
@@ -267,8 +308,32 @@ def _drive(cfg, journal, designs, objective, executor, progress, log) -> None:
             ids = {r["id"] for r in open_rows}
             tell([r for r in journal.records() if r["id"] in ids])
             open_rows = []
+        if n_again:
+            _reevaluate_top(cfg, journal, opt, next_batch, executor, objective, bar, log)
     finally:
         bar.close()
+
+
+def _reevaluate_top(cfg, journal, opt, next_batch, executor, objective, bar, log) -> None:
+    """The re-evaluation batch (module docstring): planned once (meta first, then the rows), resumed
+    from the journal."""
+    meta = journal.get_meta("reevaluation")
+    if not meta:
+        if not any(v is not None for v in opt.values):
+            log("re-evaluation skipped: no successful evaluation")
+            return
+        tops = opt.top(cfg.reevaluate_top)
+        seeds = [FRESH_SEEDS + j for j in range(cfg.reevaluate_seeds)]
+        meta = dict(batch=next_batch, seeds=seeds, designs=[t["design"] for t in tops],
+                    posterior=[dict(mean=t["mean"], sd=t["sd"]) for t in tops])
+        journal.set_meta("reevaluation", meta)
+        log(f"re-evaluating the {len(tops)} design(s) with the best posterior mean with {len(seeds)} fresh seeds "
+            f"each ({', '.join(map(str, seeds))})")
+    if not any(r["batch"] == meta["batch"] for r in journal.records()):
+        designs = [d for d in meta["designs"] for _ in meta["seeds"]]
+        journal.add(designs, [s for _ in meta["designs"] for s in meta["seeds"]], batch=meta["batch"])
+    rows = [r for r in journal.records() if r["batch"] == meta["batch"]]
+    _run_batch(rows, journal, executor, objective, cfg, bar, opt, log)
 
 
 def _run_batch(rows, journal, executor, objective, cfg, bar, opt, log) -> None:
