@@ -266,21 +266,38 @@ class _AskTell:
             return self._recommend(over)
 
     def _recommend(self, over: str) -> dict:
+        if over == "evaluated":
+            return self._ranked(1)[0]
         gp = self.fit_model()
-        ok = {}
+        ranked = self._ranked(5, gp)
+        rng = np.random.default_rng([self.seed, self.n_asks, 7])
+        found = self._maximise(_PosteriorMean(gp), rng, set(), top=[r["design"] for r in ranked])
+        best = self._ranked(1, gp, extra=[found])[0]
+        return dict(best, over=over)
+
+    def top(self, k: int) -> list[dict]:
+        """The ``k`` successfully evaluated designs with the best posterior means (replicates pooled), best
+        first, each as :meth:`recommend` gives it (for re-evaluating the top designs with fresh seeds)."""
+        if not (isinstance(k, (int, np.integer)) and k >= 1):
+            raise ValueError(f"top: k = {k!r}; must be an integer >= 1")
+        with _single_threaded_blas():
+            return self._ranked(int(k))
+
+    def _ranked(self, k: int, gp: GP | None = None, extra: list[dict] = ()) -> list[dict]:
+        gp = gp or self.fit_model()
+        ok: dict = {}
         for d, v in zip(self.designs, self.values):
             if v is not None:
                 ok.setdefault(self._key(d), (d, []))[1].append(v)
-        cands = [d for d, _ in ok.values()]
-        if over == "space":
-            rng = np.random.default_rng([self.seed, self.n_asks, 7])
-            cands = cands + [self._maximise(_PosteriorMean(gp), rng, set(), top=cands)]
+        cands = [d for d, _ in ok.values()] + list(extra)
         mu, sd = gp.predict(self.space.encode(cands))
-        i = int(np.argmin(mu))
         sign = 1.0 if self.minimize else -1.0
-        obs = ok.get(self._key(cands[i]), (None, []))[1]
-        return dict(design=dict(cands[i]), mean=sign * float(mu[i]), sd=float(sd[i]), evaluations=len(obs),
-                    observed=float(np.mean(obs)) if obs else None, over=over)
+        out = []
+        for i in np.argsort(mu, kind="stable")[:k]:
+            obs = ok.get(self._key(cands[i]), (None, []))[1]
+            out.append(dict(design=dict(cands[i]), mean=sign * float(mu[i]), sd=float(sd[i]), evaluations=len(obs),
+                            observed=float(np.mean(obs)) if obs else None, over="evaluated"))
+        return out
 
     # -- acquisition maximisation (shared by the model-based optimisers and recommend) ------------------------
     def _local(self, rng, designs: list[dict], n_each: int) -> list[dict]:
@@ -348,9 +365,12 @@ class _AskTell:
             top = [d for d, _ in ok[:5]]
         cands += self._local(rng, top[:5], 64)
         xs = self.space.encode(cands)
-        scores = acq(xs)
-        order = np.argsort(-scores)
-        scored = [(float(scores[i]), cands[i]) for i in order[:64]]
+        screen = getattr(acq, "screen", acq)          # a cheaper ranking of the pool where the acquisition has one
+        order = np.argsort(-screen(xs))[:64]
+        scores = acq(xs[order])
+        idx = np.argsort(-scores, kind="stable")
+        order, scores = order[idx], scores[idx]
+        scored = [(float(v), cands[i]) for v, i in zip(scores, order)]
         cont = self.space.continuous_mask
         if cont.any():
             best = order[:n_refine]
