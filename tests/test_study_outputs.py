@@ -76,9 +76,15 @@ def test_the_summary_names_designs_units_and_errors():
                                                 within_budget=False)}
     text = summary_text(cfg, runs, baselines, wall_time_s=12.0)
     assert "| | design | π0 → γγ mass peak width (signal + background fit) (MeV) | cost (kCHF) |" in text
-    assert ("| best of GP-BO (evaluation 2) | SpaCal-Pb 3 cm out to x = ±0.36 m, y = ±0.36 m (ring 1 module) / "
+    assert ("| best observed of GP-BO (evaluation 2) | SpaCal-Pb 3 cm out to x = ±0.36 m, y = ±0.36 m (ring 1 module) / "
             "Shashlik 6 cm out to x = ±1.45 m, y = ±1.21 m (ring 9 modules) / Shashlik 6 cm, no split | 95.3 ± 1.2 | "
             "14122 |") in text
+    # both GP-BO evaluations are of one design (replicates): the recommendation pools them, between the two
+    import re
+
+    m = re.search(r"\| recommended by GP-BO \(GP posterior mean ± sd\) \| SpaCal-Pb 3 cm .*, no split \| "
+                  r"([0-9.]+) ± ([0-9.]+) \| 14122 \|", text)
+    assert m and 95.28 < float(m.group(1)) < 97.0 and 0 < float(m.group(2)) < 2.0, text
     assert "| baseline | current LHCb layout (Shashlik 4 / 6 / 12 cm) | 105.5 ± 1.5 | 9000 |" in text
     assert "| 99.9 ± 1.3 | 17000 (over budget) |" in text
     assert "option_0" not in text and "ring_0" not in text

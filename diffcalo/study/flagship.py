@@ -189,8 +189,10 @@ def _run(cfg, out, resume, executor, progress, log, t0, replicas=1, reevaluate=0
 
 def summary_text(cfg: StudyConfig, runs: dict, baselines: dict, wall_time_s: float, *,
                  reevaluations: dict | None = None) -> str:
-    """The comparison (``summary.md``): the best design of each optimiser and the baselines, designs in
-    words, the figure of merit with its unit and statistical error, the cost; with ``reevaluations`` a
+    """The comparison (``summary.md``): the best observed design of each optimiser run, the design its GP
+    recommends (lowest posterior mean among the evaluated designs, :func:`~diffcalo.study.report.recommendation`)
+    and the baselines, designs in words, the figure of merit with its unit and statistical error (the
+    recommendation with the GP's posterior standard deviation), the cost; with ``reevaluations`` a
     second table of the same designs evaluated again with fresh seeds (mean and its standard error,
     differences in standard errors).
 
@@ -203,8 +205,9 @@ def summary_text(cfg: StudyConfig, runs: dict, baselines: dict, wall_time_s: flo
         reevaluations: dict(seeds=[...], results={label or preset name: {"what": ..., "values":
             {seed: dict(fom=...) or dict(error=...)}}}) as :func:`run_flagship` collects it.
     """
+    from diffcalo.metrics import format_measurement
     from diffcalo.study.design import describe_design, describe_preset
-    from diffcalo.study.report import fom_label, format_fom
+    from diffcalo.study.report import fom_label, format_fom, recommendation
 
     fname = cfg.figure_of_merit
     pick = min if FIGURES_OF_MERIT[fname] == "minimise" else max
@@ -225,8 +228,15 @@ def summary_text(cfg: StudyConfig, runs: dict, baselines: dict, wall_time_s: flo
         done = [r for r in recs if r["status"] == "done"]
         if done:
             b = pick(done, key=lambda r: r["fom"])
-            lines.append(f"| best of {run_name(label)} (evaluation {b['id']}) | {describe_design(cfg, b['design'])} | "
+            lines.append(f"| best observed of {run_name(label)} (evaluation {b['id']}) | "
+                         f"{describe_design(cfg, b['design'])} | "
                          f"{format_fom(fname, b['fom'], b['metrics'], with_unit=False)} | {b['cost']:.0f} |")
+            rec = recommendation(cfg, recs)
+            if rec is not None:
+                cost = next(r["cost"] for r in done if r["design"] == rec["design"])
+                lines.append(f"| recommended by {run_name(label)} (GP posterior mean ± sd) | "
+                             f"{describe_design(cfg, rec['design'])} | {format_measurement(rec['mean'], rec['sd'])} | "
+                             f"{cost:.0f} |")
     for name, b in baselines.items():
         val = format_fom(fname, b["fom"], b.get("metrics", {}), with_unit=False) if "fom" in b else \
             f"failed: {b.get('error', '')}"
