@@ -127,12 +127,28 @@ def _cmd_optimize(args) -> int:
 
 def _study_end(journal, run_dir) -> int:
     """Print the counts, write the report; exit code 1 when no evaluation succeeded."""
-    from diffcalo.study.report import write_report
+    from diffcalo.metrics import format_measurement
+    from diffcalo.study.config import FIGURES_OF_MERIT, study_config_from_flat
+    from diffcalo.study.design import describe_design
+    from diffcalo.study.report import recommendation, write_report
+    from diffcalo.study.runner import split_records
 
     counts = journal.counts()
     errors = sorted({r["error"] for r in journal.records("failed")})
+    cfg = study_config_from_flat(journal.config)
+    search, _ = split_records(journal)
     journal.close()
     print(f"{run_dir}: {counts}")
+    done = [r for r in search if r["status"] == "done"]
+    if done:
+        pick = min if FIGURES_OF_MERIT[cfg.figure_of_merit] == "minimise" else max
+        b = pick(done, key=lambda r: r["fom"])
+        print(f"best observed (evaluation {b['id']}): {cfg.figure_of_merit} = {b['fom']:.4g}: "
+              f"{describe_design(cfg, b['design'])}")
+        rec = recommendation(cfg, search) if cfg.optimizer == "gp" or len(done) >= 5 else None
+        if rec is not None:
+            print(f"recommended (GP posterior mean ± sd): {cfg.figure_of_merit} = "
+                  f"{format_measurement(rec['mean'], rec['sd'])}: {describe_design(cfg, rec['design'])}")
     print(f"wrote {write_report(run_dir)}")
     if counts["done"] == 0 and counts["failed"] > 0:
         print(f"diffcalo: error: every evaluation failed ({counts['failed']}); first error: {errors[0]} "

@@ -319,7 +319,7 @@ def test_an_empty_design_space_fails_before_any_journal_exists(tmp_path):
     assert not (tmp_path / "run" / "journal.sqlite").exists()
 
 
-def test_the_top_designs_are_reevaluated_with_fresh_seeds_resumed_and_reported_apart(tmp_path):
+def test_the_top_designs_are_reevaluated_with_fresh_seeds_resumed_and_reported_apart(tmp_path, capsys):
     import sqlite3
 
     from diffcalo.cli import main
@@ -350,6 +350,11 @@ def test_the_top_designs_are_reevaluated_with_fresh_seeds_resumed_and_reported_a
         search2, again2 = split_records(j)
     assert [r["design"] for r in search2] == [r["design"] for r in search]
     assert [(r["design"], r["seed"], r["fom"]) for r in again2] == [(r["design"], r["seed"], r["fom"]) for r in again]
+    from diffcalo.cli import _study_end
+
+    assert _study_end(Journal.open(run / "journal.sqlite"), run) == 0        # what `diffcalo optimize` prints
+    out = capsys.readouterr().out
+    assert "best observed (evaluation " in out and "recommended (GP posterior mean ± sd): pi0_resolution = " in out
     assert main(["report", str(run)]) == 0
     text = (run / "report.md").read_text()
     assert "## Recommended design" in text and "## Re-evaluation of the top designs" in text
