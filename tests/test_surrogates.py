@@ -359,7 +359,7 @@ def _noisy_1d(x):
 
 def test_the_recommendation_converges_on_a_noisy_1d_problem():
     # noise sd 0.1 on a function whose values span ~1.5: the recommendation's true regret must fall to a
-    # small fraction of the noise (measured: <= 0.006 at 30 evaluations in 6 of 6 seeds)
+    # fraction of the noise (measured: 0.0001-0.0165 at 30 evaluations in seeds 0-5; at 10: up to 0.2)
     space = Space([Real("x", 0.0, 1.0)])
     grid = np.linspace(0, 1, 20001)
     f_opt = _noisy_1d(grid).min()
@@ -373,12 +373,12 @@ def test_the_recommendation_converges_on_a_noisy_1d_problem():
             if len(opt.designs) in regret:
                 regret[len(opt.designs)].append(_noisy_1d(opt.recommend()["design"]["x"]) - f_opt)
         rec = opt.recommend()
-        assert regret[30][-1] < 0.02, (seed, regret)
+        assert regret[30][-1] < 0.03, (seed, regret)
         # the reported uncertainty covers the true latent value
         assert abs(rec["mean"] - _noisy_1d(rec["design"]["x"])) < 3 * rec["sd"] + 1e-3, rec
         assert rec["evaluations"] >= 1 and rec["over"] == "evaluated"
         space_rec = opt.recommend(over="space")
-        assert _noisy_1d(space_rec["design"]["x"]) - f_opt < 0.02 and space_rec["mean"] <= rec["mean"] + 1e-9
+        assert _noisy_1d(space_rec["design"]["x"]) - f_opt < 0.03 and space_rec["mean"] <= rec["mean"] + 1e-9
     assert sum(regret[30]) <= sum(regret[10]), regret
 
 
