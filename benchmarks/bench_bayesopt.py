@@ -116,15 +116,28 @@ def _torch_encoding(space):
     return np.array([lows, highs], dtype=float), cat_dims, int_dims, decode, encode
 
 
+def _botorch_model(X, Y, cat_dims, d):
+    """BoTorch's recommended GP for these data (the categorical dimensions with ``MixedSingleTaskGP``),
+    fitted by ``fit_gpytorch_mll``."""
+    from botorch.fit import fit_gpytorch_mll
+    from botorch.models import MixedSingleTaskGP, SingleTaskGP
+    from botorch.models.transforms import Normalize, Standardize
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    if cat_dims:
+        model = MixedSingleTaskGP(X, Y, cat_dims=list(cat_dims), input_transform=Normalize(d),
+                                  outcome_transform=Standardize(1))
+    else:
+        model = SingleTaskGP(X, Y, input_transform=Normalize(d), outcome_transform=Standardize(1))
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    return model
+
+
 def run_botorch(prob, seed, q, n):
     import torch
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.exceptions.errors import CandidateGenerationError
-    from botorch.fit import fit_gpytorch_mll
-    from botorch.models import MixedSingleTaskGP, SingleTaskGP
-    from botorch.models.transforms import Normalize, Standardize
     from botorch.optim import optimize_acqf, optimize_acqf_mixed_alternating
-    from gpytorch.mlls import ExactMarginalLogLikelihood
 
     torch.manual_seed(seed)
     bounds_np, cat_dims, int_dims, decode, encode = _torch_encoding(prob.space)
@@ -142,12 +155,7 @@ def run_botorch(prob, seed, q, n):
         t0 = time.perf_counter()
         X = torch.tensor([encode(x) for x in ds_all], dtype=torch.double)
         Y = -torch.tensor(ys_all, dtype=torch.double).unsqueeze(-1)
-        if cat_dims:
-            model = MixedSingleTaskGP(X, Y, cat_dims=list(cat_dims), input_transform=Normalize(d),
-                                      outcome_transform=Standardize(1))
-        else:
-            model = SingleTaskGP(X, Y, input_transform=Normalize(d), outcome_transform=Standardize(1))
-        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+        model = _botorch_model(X, Y, cat_dims, d)
         acq = qLogNoisyExpectedImprovement(model, X_baseline=X, prune_baseline=True)
         k = min(q, n - len(ds_all))
         if cat_dims or int_dims:
@@ -252,21 +260,12 @@ def recommend_botorch(prob, ds, ys):
     """BoTorch's recommendation after these evaluations: the evaluated design with the best posterior
     mean of the same model its loop fits (``SingleTaskGP`` / ``MixedSingleTaskGP``, fitted the same way)."""
     import torch
-    from botorch.fit import fit_gpytorch_mll
-    from botorch.models import MixedSingleTaskGP, SingleTaskGP
-    from botorch.models.transforms import Normalize, Standardize
-    from gpytorch.mlls import ExactMarginalLogLikelihood
 
     bounds_np, cat_dims, _, _, encode = _torch_encoding(prob.space)
     d = bounds_np.shape[1]
     X = torch.tensor([encode(x) for x in ds], dtype=torch.double)
     Y = -torch.tensor(ys, dtype=torch.double).unsqueeze(-1)
-    if cat_dims:
-        model = MixedSingleTaskGP(X, Y, cat_dims=list(cat_dims), input_transform=Normalize(d),
-                                  outcome_transform=Standardize(1))
-    else:
-        model = SingleTaskGP(X, Y, input_transform=Normalize(d), outcome_transform=Standardize(1))
-    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    model = _botorch_model(X, Y, cat_dims, d)
     with torch.no_grad():
         mean = model.posterior(X).mean.squeeze(-1).numpy()
     ok = [i for i, x in enumerate(ds) if feasible(prob, x)]
