@@ -1,27 +1,31 @@
-r"""Ask/tell optimisers: :class:`BayesianOptimizer` (GP + log-EI or UCB, batches by kriging believer)
-and :class:`RandomSearch`, over a :class:`~surrogates.space.Space` with a known constraint.
+r"""Ask/tell optimisers: :class:`BayesianOptimizer` (GP + log noisy EI, log EI or UCB) and
+:class:`RandomSearch`, over a :class:`~surrogates.space.Space` with a known constraint.
 
 Protocol::
 
     opt = BayesianOptimizer(space, seed=0)
     designs = opt.ask(4)                    # 4 distinct feasible designs (dicts)
     opt.tell(designs, [f(d) for d in designs])      # None / NaN for a failed evaluation
-    opt.best                                # (design, value) of the best evaluation
+    opt.best                                # (design, value) of the best observed evaluation
+    opt.recommend()                         # the design the GP believes best, with its posterior mean and sd
 
 Initial design. The first ``n_initial`` proposals (default 2 (number of parameters + 1)) are a
 scrambled Sobol sample (feasible by rejection); afterwards the GP takes over.
 
 Acquisition optimisation over mixed spaces: a pool of feasible candidates (a Sobol sample of the space
 plus local perturbations of the best designs: Gaussian steps on reals, +-1 on integers, another choice
-on categoricals), scored by the acquisition; the best ``n_refine`` (10) are refined together by one
+on categoricals), ranked by the acquisition (NEI: with a quarter of its samples, the best 64 rescored
+with all); the best ``n_refine`` (10) are refined together by one
 L-BFGS-B run over their real coordinates (discrete coordinates held fixed) with analytic gradients of
 the acquisition (:meth:`GP.predict_grad`). A refined point outside the known constraint is pulled back
 along its path to the last feasible point (bisection), so optima on the constraint boundary are reached.
 
-Batches and pending designs. Designs asked but not yet told are *pending*. Every ask conditions the
-GP on the pending designs at their posterior mean (kriging believer, hyperparameters held fixed):
-their neighbourhood loses its predicted improvement, so parallel workers get distinct, spread designs.
-A batch of q is built the same way, one design at a time.
+Batches and pending designs. Designs asked but not yet told are *pending*. Every ask accounts for them:
+NEI joins them to its baseline with sampled values (below); "log_ei" and "ucb" condition the GP on them
+at their posterior mean (kriging believer, hyperparameters held fixed). Either way their neighbourhood
+loses its predicted improvement, so parallel workers get distinct, spread designs. A batch of q is
+built the same way, one design at a time. Every BLAS call of an ask runs on one thread (threadpoolctl):
+the matrices are tens of rows, and OpenBLAS's threads only cost, badly so beside busy workers.
 
 Acquisitions. ``"nei"`` (default): log noisy expected improvement
 (:class:`~surrogates.acquisition.LogNEI`), Monte Carlo over the joint posterior of the evaluated and pending
