@@ -414,6 +414,44 @@ def goal(rows, problems, qs, n, peer="botorch", markdown=False):
     return "\n".join(lines)
 
 
+def readme_table(rows, problems, qs, peer="botorch"):
+    """The README's table: gp's recommended and best observed regret (median of 10 seeds at 30 / 50),
+    the peer's recommended and best observed regret where its runs with recommendations are complete,
+    else its best observed regret of all cached runs (those of the previous benchmark, which recorded no
+    designs, and those rerun so far), seconds per ask and the verdict on the recommended designs (a tie
+    when within 3 sigma)."""
+    lines = [f"| problem | q | gp recommended | gp best observed | {peer} recommended | {peer} best observed | "
+             f"s/ask gp / {peer} | recommended vs {peer} |", "|---|---|---|---|---|---|---|---|"]
+
+    def cell(rs, key):
+        return " / ".join(f"{_med(rs, c, key):.2g}" for c in (30, 50))
+
+    for name in problems:
+        for noisy in (False, True):
+            for q in qs:
+                pick = lambda m: [r for r in rows if r["method"] == m and r["problem"] == name  # noqa: E731
+                                  and r["noisy"] == noisy and r["q"] == q]
+                g, b = pick("gp"), pick(peer)
+                if len(g) < 10:
+                    continue
+                tg = np.mean([np.mean(r["ask_seconds"]) for r in g])
+                tb = np.mean([np.mean(r["ask_seconds"]) for r in b]) if b else float("nan")
+                fresh = [r for r in b if "designs" in r]
+                if len(fresh) >= 10:
+                    sig = max(_median_difference_sigmas(g, fresh, c) for c in (30, 50))
+                    ok = all(_med(g, c, "recommended") <= _med(fresh, c, "recommended") + 1e-9 for c in (30, 50))
+                    verdict = ("no worse" if ok else f"worse, a tie ({sig:.1f} σ)" if sig < 3 else
+                               f"**worse ({sig:.1f} σ)**") + ("" if tg <= tb else ", **slower**")
+                    rest = f"{cell(fresh, 'recommended')} | {cell(fresh, 'regret')} | {tg:.2f} / {tb:.2f}"
+                else:          # best observed of every cached run (this benchmark's and the previous one's)
+                    verdict = "–"
+                    rest = (f"not measured ({len(fresh)}/10 seeds rerun) | {cell(b, 'regret')} | "
+                            f"{tg:.2f} / {tb:.2f}{'' if fresh else ' (previous run)'}")
+                lines.append(f"| {name.replace('_', ' ')}{' noisy' if noisy else ''} | {q} | "
+                             f"{cell(g, 'recommended')} | {cell(g, 'regret')} | {rest} | {verdict} |")
+    return "\n".join(lines)
+
+
 def markdown(rows, methods, problems, qs):
     """The README table: median simple regret after 30 and 50 evaluations and seconds per ask, per
     method (n/a where a method's runs are not all cached)."""
@@ -510,7 +548,7 @@ def main():
     if args.markdown:
         print("\n" + markdown(rows, methods, problems, qs))
         if "gp" in methods and "botorch" in methods:
-            print("\n" + goal(rows, problems, qs, n, markdown=True))
+            print("\n" + readme_table(rows, problems, qs))
     print(f"\nregret curves: {plot(rows, methods, problems, qs, n, RESULTS.parent / 'bayesopt_regret.png')}")
 
 
