@@ -359,3 +359,29 @@ def test_the_top_designs_are_reevaluated_with_fresh_seeds_resumed_and_reported_a
     text = (run / "report.md").read_text()
     assert "## Recommended design" in text and "## Re-evaluation of the top designs" in text
     assert "fresh seeds (1000, 1001)" in text and text.count("| 2/2 |") == 2
+
+
+def test_a_dask_cluster_that_lost_every_worker_is_scaled_up_or_fails_clearly(monkeypatch):
+    pytest.importorskip("distributed")
+    from study_toys import worker_pid
+
+    ex = make_executor("dask", workers=1)
+    try:
+        monkeypatch.setattr(type(ex), "NO_WORKER_GRACE", 1.0)
+        ex.cluster.scale(0)                      # every worker gone, as after a nanny that gave up
+        deadline = time.time() + 60
+        while ex._n_workers() and time.time() < deadline:
+            time.sleep(0.2)
+        assert ex._n_workers() == 0
+        fut = ex.submit(worker_pid, 0.0)
+        done = ex.wait([fut])                    # scaled back up once: the task runs
+        assert done == {fut} and fut.result() > 0
+        ex.cluster.scale(0)
+        while ex._n_workers() and time.time() < deadline + 60:
+            time.sleep(0.2)
+        monkeypatch.setattr(ex.cluster, "scale", lambda n: None)      # a cluster that cannot start workers
+        with pytest.raises(StudyError, match=r"the Dask cluster has had no worker for 1 s \(after starting new "
+                                             r"ones\); the journal is intact: .*--resume"):
+            ex.wait([ex.submit(worker_pid, 0.0)])
+    finally:
+        ex.close()

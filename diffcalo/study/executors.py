@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import os
+import time
 
 from diffcalo.errors import StudyError
 from diffcalo.study.cpus import claim_cpu, exit_with_parent, pinning_disabled
@@ -160,11 +161,42 @@ class _Dask:
     def submit(self, fn, *args):
         return self.client.submit(fn, *args, pure=False, retries=1)
 
+    #: Seconds without any worker before a local cluster is scaled back up, and again before giving up.
+    NO_WORKER_GRACE = 60.0
+
+    def _n_workers(self) -> int:
+        return len(self.client.scheduler_info().get("workers", {}))
+
     def wait(self, futures):
+        """The futures that finished first. A cluster that has lost every worker (a nanny that gave up
+        restarting its worker under load was seen to leave a local cluster empty, and the study waited
+        forever) is scaled back up once (local cluster) and, still empty after another grace period,
+        fails with a StudyError: the journal is intact and ``--resume`` continues."""
         from distributed import wait
 
-        done, _ = wait(list(futures), return_when="FIRST_COMPLETED")
-        return set(done)
+        futures = list(futures)
+        empty_since, rescaled = None, False
+        while True:
+            try:
+                done, _ = wait(futures, timeout=5.0, return_when="FIRST_COMPLETED")
+                if done:
+                    return set(done)
+            except TimeoutError:
+                pass
+            if self._n_workers() > 0:
+                empty_since = None
+                continue
+            now = time.monotonic()
+            empty_since = empty_since or now
+            if now - empty_since < self.NO_WORKER_GRACE:
+                continue
+            if self.cluster is not None and not rescaled:
+                self.cluster.scale(self.workers)
+                rescaled, empty_since = True, now
+                continue
+            raise StudyError(f"the Dask cluster has had no worker for {self.NO_WORKER_GRACE:.0f} s"
+                             + (" (after starting new ones)" if rescaled else "")
+                             + "; the journal is intact: fix the cluster and continue with --resume")
 
     def close(self):
         self.client.close()
