@@ -1,0 +1,416 @@
+r"""Local generative surrogate optimisation (L-GSO; Shirobokov, Belavin, Kagan, Ustyuzhanin, Baydin,
+NeurIPS 2020, arXiv:2002.04632), ask/tell.
+
+Problem. A stochastic simulator draws y ~ p(y | x; psi) for continuous parameters psi in R^d (the
+design) and nuisance inputs x ~ q(x) (e.g. the particle's energy and direction); the user's objective
+R(y, x) is differentiable in y. Minimise the expected objective E_{x, y | psi} R(y, x) with as few
+simulator calls as possible, without gradients of the simulator.
+
+Algorithm, per iteration (one ``ask`` / ``tell`` round):
+
+1. ``ask()`` returns ``n_points`` Latin-hypercube points in the trust region (the box psi_t +- radius,
+   cut to the bounds; a point violating the known constraint is redrawn) plus the centre psi_t itself:
+   the psi values to simulate, each ``samples_per_point`` times (the user draws x and y there).
+2. ``tell(psi, x, y)`` takes the simulator rows. All rows ever told whose psi lies inside the current
+   box are the training set (the replay: past samples are reused while they stay local).
+3. A conditional generative model y | (psi, x) (:mod:`surrogates.generative`: ``"gan"``, the paper's
+   Cramér GAN, or ``"flow"``, flow matching) is trained from scratch on that set.
+4. The surrogate gradient g = grad_psi (1/K) sum_k R(G(z_k; psi_t, x_k), x_k) over ``n_grad_samples`` =
+   K draws (x_k resampled from the told x's in the region, or from the user's ``sample_x``) is one step of
+   an optax optimiser (default Adam, lr 0.1, state carried across iterations as in the paper).
+5. The step is cut to the trust region (L2 ball of ``radius`` in the scaled coordinates psi / scale),
+   clipped to the bounds, and pulled back towards psi_t (bisection) if it violates the known constraint:
+   every proposal is feasible.
+
+Trust-region adaptation (new; the reference keeps the radius fixed). The next iteration simulates the
+new centre psi_{t+1}; its empirical mean objective (from the real simulator rows, not the surrogate) is
+compared with psi_t's. Not worse (lower by at least 0 - ``tolerance`` standard errors of the difference):
+the step is accepted and the radius grows by ``grow`` (up to ``max_radius``). Worse: the step is rejected
+(the centre returns to psi_t, the optimiser's moments are reset) and the radius shrinks by ``shrink``. The
+run has converged when the radius falls below ``min_radius``.
+
+Counting. ``n_points + 1`` psi points per iteration, each simulated ``samples_per_point`` times;
+:attr:`calls` (psi points) and :attr:`rows` (simulator samples) count everything told.
+
+State. :meth:`to_dict` is JSON (the replay rows included as lists; :meth:`save` / :meth:`load` write npz
+for large replays); :meth:`from_dict` restores an optimiser with the identical next proposal (every
+random draw comes from a key derived from (seed, iteration)).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from scipy.stats import qmc
+
+from surrogates import generative as _gen
+
+__all__ = ["LGSO", "LGSOError", "trust_region_step"]
+
+
+class LGSOError(ValueError):
+    """A bad L-GSO configuration or tell; the message names the field, the value and what is allowed."""
+
+
+def _vec(name, v, d, positive=False):
+    a = np.broadcast_to(np.asarray(v, dtype=float), (d,)).copy() if np.ndim(v) == 0 else np.asarray(v, dtype=float)
+    if a.shape != (d,):
+        raise LGSOError(f"{name}: expected a number or {d} numbers, got shape {np.shape(v)}")
+    if not np.all(np.isfinite(a)) or (positive and np.any(a <= 0)):
+        raise LGSOError(f"{name} = {v!r}: must be finite{' and > 0' if positive else ''}")
+    return a
+
+
+def trust_region_step(centre, proposal, radius, scale, bounds=None, constraint=None, bisections=30):
+    """Cut a proposed step to the trust region: onto the L2 ball of ``radius`` around ``centre`` in the
+    coordinates psi / scale, then into ``bounds`` ((d, 2) or None), then back along the segment towards
+    ``centre`` (bisection) until the known ``constraint(psi) -> bool`` holds. ``centre`` must be feasible."""
+    centre, p = np.asarray(centre, float), np.asarray(proposal, float)
+    step = (p - centre) / scale
+    norm = float(np.linalg.norm(step))
+    if norm > radius:
+        p = centre + step * (radius / norm) * scale
+    if bounds is not None:
+        p = np.clip(p, bounds[:, 0], bounds[:, 1])
+    if constraint is not None and not constraint(p):
+        lo, hi = 0.0, 1.0                           # fraction of the step: lo feasible, hi not
+        for _ in range(bisections):
+            mid = 0.5 * (lo + hi)
+            if constraint(centre + mid * (p - centre)):
+                lo = mid
+            else:
+                hi = mid
+        p = centre + lo * (p - centre)
+    return p
+
+
+@dataclasses.dataclass
+class _Replay:
+    psi: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+
+    def add(self, psi, x, y):
+        self.psi = np.concatenate([self.psi, psi])
+        self.x = np.concatenate([self.x, x])
+        self.y = np.concatenate([self.y, y])
+
+    def inside(self, centre, half):
+        return np.all(np.abs(self.psi - centre) <= half * (1 + 1e-9), axis=1)
+
+
+class LGSO:
+    """Local generative surrogate optimiser (see the module docstring).
+
+    Parameters: ``x0`` the start (d,); ``objective(y, x) -> value`` per sample (y (y_dim,), x (x_dim,)),
+    written in JAX and differentiable in y; ``y_dim``, ``x_dim`` (0: no nuisance input); ``bounds``
+    (d, 2) or None; ``scale`` the unit of each coordinate (radius is in these units; default 1);
+    ``radius`` the trust region's half-width (0.2, the paper's value for d >= 10); ``n_points`` LHS points
+    per iteration (default min(2 d, 20), at least 4); ``samples_per_point`` (3000); ``model`` "gan" | "flow"
+    and ``model_config``; ``optimizer`` an optax transformation (default ``optax.adam(0.1)``);
+    ``n_grad_samples`` (10000); ``adapt`` the trust-region adaptation on/off, ``grow``, ``shrink``,
+    ``min_radius``, ``max_radius``, ``tolerance``; ``constraint(psi) -> bool`` a known constraint (x0
+    must satisfy it); ``sample_x(key, n) -> (n, x_dim)`` optional; ``replay_cap`` the most rows used per
+    fit (a random subset beyond it); ``seed``; ``progress(message)`` called once per phase.
+    """
+
+    def __init__(self, x0, objective: Callable, *, y_dim: int = 1, x_dim: int = 0, bounds=None, scale=1.0,
+                 radius: float = 0.2, n_points: int | None = None, samples_per_point: int = 3000,
+                 model: str = "gan", model_config=None, optimizer: optax.GradientTransformation | None = None,
+                 n_grad_samples: int = 10000, adapt: bool = True, grow: float = 1.5, shrink: float = 0.5,
+                 min_radius: float | None = None, max_radius: float | None = None, tolerance: float = 0.0,
+                 constraint: Callable | None = None, sample_x: Callable | None = None,
+                 replay_cap: int = 1_000_000, seed: int = 0, progress: Callable[[str], None] | None = None):
+        x0 = np.asarray(x0, dtype=float)
+        if x0.ndim != 1 or len(x0) == 0 or not np.all(np.isfinite(x0)):
+            raise LGSOError(f"x0: expected a finite 1-D start point, got {x0!r}")
+        d = len(x0)
+        self.d = d
+        if not callable(objective):
+            raise LGSOError(f"objective: expected a callable objective(y, x) -> value, got {objective!r}")
+        for name, v, lo in (("y_dim", y_dim, 1), ("x_dim", x_dim, 0), ("samples_per_point", samples_per_point, 1),
+                            ("n_grad_samples", n_grad_samples, 1), ("replay_cap", replay_cap, 1)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
+                raise LGSOError(f"{name} = {v!r}: must be an integer >= {lo}")
+        n_points = max(4, min(2 * d, 20)) if n_points is None else n_points
+        if not isinstance(n_points, (int, np.integer)) or isinstance(n_points, bool) or n_points < 1:
+            raise LGSOError(f"n_points = {n_points!r}: must be an integer >= 1")
+        if model not in _gen.MODELS:
+            raise LGSOError(f"model = {model!r}: must be one of {', '.join(_gen.MODELS)}")
+        self.bounds = None
+        if bounds is not None:
+            b = np.asarray(bounds, dtype=float)
+            if b.shape != (d, 2) or not np.all(np.isfinite(b)) or np.any(b[:, 0] >= b[:, 1]):
+                raise LGSOError(f"bounds: expected ({d}, 2) finite rows with low < high, got {bounds!r}")
+            if np.any(x0 < b[:, 0]) or np.any(x0 > b[:, 1]):
+                raise LGSOError(f"x0 = {x0.tolist()} lies outside the bounds {b.tolist()}")
+            self.bounds = b
+        self.scale = _vec("scale", scale, d, positive=True)
+        for name, v in (("radius", radius), ("grow", grow), ("shrink", shrink)):
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+                raise LGSOError(f"{name} = {v!r}: must be a finite number > 0")
+        if not shrink < 1 or not grow >= 1:
+            raise LGSOError(f"shrink = {shrink} must be < 1 and grow = {grow} >= 1")
+        if constraint is not None and not constraint(x0):
+            raise LGSOError(f"x0 = {x0.tolist()} violates the known constraint: start from a feasible point")
+        self.objective, self.y_dim, self.x_dim = objective, int(y_dim), int(x_dim)
+        self.n_points, self.samples_per_point = int(n_points), int(samples_per_point)
+        self.model_kind, self.model_config = model, model_config
+        self.tx = optax.adam(0.1) if optimizer is None else optimizer
+        self.n_grad_samples, self.replay_cap = int(n_grad_samples), int(replay_cap)
+        self.adapt, self.grow, self.shrink, self.tolerance = bool(adapt), float(grow), float(shrink), float(tolerance)
+        self.min_radius = radius / 64 if min_radius is None else float(min_radius)
+        self.max_radius = 4 * radius if max_radius is None else float(max_radius)
+        self.constraint, self.sample_x, self.seed, self.progress = constraint, sample_x, int(seed), progress
+        # state
+        self.centre = x0
+        self.radius = float(radius)
+        self.iteration = 0
+        self.history: list[dict] = []
+        self._pending: np.ndarray | None = None
+        self._previous: dict | None = None          # the accepted centre before the last step and its objective
+        self._opt_state = self.tx.init(jnp.asarray(x0, jnp.float32))
+        self._replay = _Replay(np.zeros((0, d)), np.zeros((0, self.x_dim)), np.zeros((0, self.y_dim)))
+        self._model = None
+        self._grad_fn = None
+
+    # --------------------------------------------------------------------------------------- public
+    @property
+    def calls(self) -> int:
+        """Distinct psi evaluations told so far (points, not samples)."""
+        return int(sum(h["points"] for h in self.history))
+
+    @property
+    def rows(self) -> int:
+        return int(len(self._replay.psi))
+
+    @property
+    def converged(self) -> bool:
+        return self.radius < self.min_radius
+
+    def _key(self, *path):
+        k = jax.random.key(self.seed)
+        for p in (self.iteration, *path):
+            k = jax.random.fold_in(k, p)
+        return k
+
+    def _half(self):
+        return self.radius * self.scale
+
+    def ask(self) -> np.ndarray:
+        """The psi points to simulate this iteration, shape (n_points + 1, d); the last row is the centre.
+        Asking again before telling returns the same points."""
+        if self._pending is None:
+            self._pending = np.vstack([self._lhs(), self.centre[None]])
+        return self._pending.copy()
+
+    def _lhs(self) -> np.ndarray:
+        half = self._half()
+        lo, hi = self.centre - half, self.centre + half
+        if self.bounds is not None:
+            lo, hi = np.maximum(lo, self.bounds[:, 0]), np.minimum(hi, self.bounds[:, 1])
+        rng = np.random.default_rng([self.seed, self.iteration])
+        out = []
+        for _ in range(50):
+            u = qmc.LatinHypercube(d=self.d, seed=rng).random(self.n_points)
+            pts = lo + u * (hi - lo)
+            if self.constraint is not None:
+                pts = pts[[bool(self.constraint(p)) for p in pts]]
+            out.extend(pts)
+            if len(out) >= self.n_points:
+                return np.asarray(out[:self.n_points])
+        if not out:
+            raise LGSOError(f"no point of the trust region around {self.centre.tolist()} (radius {self.radius:g}) "
+                            f"satisfies the known constraint in 50 Latin-hypercube draws")
+        return np.asarray(out)              # fewer points than asked near a tight constraint
+
+    def tell(self, psi, x, y) -> dict | None:
+        """Simulator rows: ``psi`` (n, d), ``x`` (n, x_dim) (None when x_dim = 0), ``y`` (n, y_dim). When the
+        asked centre has been told, the iteration completes: the surrogate is fitted and the step taken;
+        returns that iteration's record (else None)."""
+        psi = np.asarray(psi, dtype=float)
+        y = np.asarray(y, dtype=float)
+        if y.ndim == 1:
+            y = y[:, None]
+        if psi.ndim != 2 or psi.shape[1] != self.d:
+            raise LGSOError(f"psi: expected shape (n, {self.d}), got {psi.shape}")
+        x = np.zeros((len(psi), 0)) if x is None else np.asarray(x, dtype=float)
+        if x.ndim == 1:
+            x = x[:, None]
+        if x.shape != (len(psi), self.x_dim) or y.shape != (len(psi), self.y_dim):
+            raise LGSOError(f"x and y: expected shapes ({len(psi)}, {self.x_dim}) and ({len(psi)}, {self.y_dim}), "
+                            f"got {x.shape} and {y.shape}")
+        bad = ~(np.all(np.isfinite(psi), 1) & np.all(np.isfinite(x), 1) & np.all(np.isfinite(y), 1))
+        if bad.any():
+            raise LGSOError(f"{int(bad.sum())} of {len(psi)} told rows have non-finite psi, x or y (first at row "
+                            f"{int(np.argmax(bad))}); drop failed simulations before telling")
+        self._replay.add(psi, x, y)
+        pending = self.ask()
+        told = {tuple(p) for p in np.unique(self._replay.psi[-len(psi):], axis=0)}
+        self._told = getattr(self, "_told", set()) | told
+        if tuple(pending[-1]) not in self._told:
+            return None
+        return self._complete(pending)
+
+    # ----------------------------------------------------------------------------------- one iteration
+    def _objective_rows(self, x, y):
+        f = jax.vmap(self.objective)
+        return np.asarray(f(jnp.asarray(y, jnp.float32), jnp.asarray(x, jnp.float32)), dtype=float)
+
+    def _centre_estimate(self, centre):
+        at = np.all(self._replay.psi == centre, axis=1)
+        r = self._objective_rows(self._replay.x[at], self._replay.y[at])
+        return float(r.mean()), float(r.std(ddof=1) / math.sqrt(len(r))) if len(r) > 1 else float("inf"), int(len(r))
+
+    def _complete(self, pending) -> dict:
+        mean, sem, _ = self._centre_estimate(self.centre)
+        accepted = True
+        if self._previous is not None:
+            diff_err = math.hypot(sem, self._previous["sem"])
+            accepted = mean <= self._previous["value"] + self.tolerance * diff_err
+            if self.adapt:
+                if accepted:
+                    self.radius = min(self.radius * self.grow, self.max_radius)
+                else:
+                    self.radius = self.radius * self.shrink
+                    self.centre = np.asarray(self._previous["centre"])
+                    mean, sem = self._previous["value"], self._previous["sem"]
+                    self._opt_state = self.tx.init(jnp.asarray(self.centre, jnp.float32))
+        record = dict(iteration=self.iteration, centre=self.centre.tolist(), radius=self.radius,
+                      value=mean, sem=sem, accepted=accepted, points=int(len(pending)))
+        if self.converged:
+            record.update(gradient=None, proposal=self.centre.tolist(), converged=True)
+        else:
+            grad, info = self.surrogate_gradient()
+            upd, self._opt_state = self.tx.update(jnp.asarray(grad, jnp.float32), self._opt_state,
+                                                  jnp.asarray(self.centre, jnp.float32))
+            raw = self.centre + np.asarray(upd, dtype=float)
+            proposal = trust_region_step(self.centre, raw, self.radius, self.scale, self.bounds, self.constraint)
+            record.update(gradient=grad.tolist(), proposal=proposal.tolist(), converged=False, **info)
+            self._previous = dict(centre=self.centre.tolist(), value=mean, sem=sem)
+            self.centre = proposal
+        self.history.append(record)
+        self.iteration += 1
+        self._pending = None
+        self._told = set()
+        if self.progress is not None:
+            self.progress(f"L-GSO iteration {record['iteration']}: objective {mean:.4g} +- {sem:.2g} at the centre, "
+                          f"radius {record['radius']:.3g}, {'accepted' if accepted else 'rejected'}")
+        return record
+
+    def training_set(self):
+        """The replay rows inside the current trust region (at most ``replay_cap``, a seeded random subset)."""
+        inside = self._replay.inside(self.centre, self._half())
+        idx = np.flatnonzero(inside)
+        if len(idx) > self.replay_cap:
+            idx = np.sort(np.random.default_rng([self.seed, self.iteration, 1]).choice(idx, self.replay_cap, replace=False))
+        return self._replay.psi[idx], self._replay.x[idx], self._replay.y[idx]
+
+    def fit_surrogate(self):
+        """Train a fresh conditional model y | (psi, x) on :meth:`training_set`; returns (model, fit info)."""
+        psi, x, y = self.training_set()
+        model = _gen.make(self.model_kind, self.y_dim, self.d + self.x_dim, self.model_config, seed=self.seed)
+        if self.progress is not None:
+            self.progress(f"L-GSO iteration {self.iteration}: training the {self.model_kind} surrogate on {len(y)} rows")
+        info = model.fit(y, np.concatenate([psi, x], axis=1), key=self._key(2))
+        self._model = model
+        return model, dict(train_rows=int(len(y)), train_loss=info["loss"])
+
+    def surrogate_gradient(self, at=None) -> tuple[np.ndarray, dict]:
+        """Fit the surrogate and return grad_psi of its expected objective at ``at`` (default the centre),
+        a mean over ``n_grad_samples`` surrogate draws, and a dict of fit information."""
+        model, info = self.fit_surrogate()
+        at = self.centre if at is None else np.asarray(at, float)
+        fn, params = model.sampler()
+        psi, xs, _ = self.training_set()
+        k = self.n_grad_samples
+        if self.sample_x is not None:
+            xk = np.asarray(self.sample_x(self._key(3), k), dtype=float).reshape(k, self.x_dim)
+        else:
+            near = np.flatnonzero(np.all(np.abs(psi - at) <= self._half(), axis=1))
+            pick = np.random.default_rng([self.seed, self.iteration, 3]).choice(near if len(near) else np.arange(len(xs)), k)
+            xk = xs[pick]
+        value, grad = _surrogate_value_grad(fn, self.objective, params, self._key(4), jnp.asarray(at, jnp.float32),
+                                            jnp.asarray(xk, jnp.float32))
+        info.update(surrogate_value=float(value))
+        return np.asarray(grad, dtype=float), info
+
+    # ----------------------------------------------------------------------------------------- state
+    _OPTIONS = ("y_dim", "x_dim", "n_points", "samples_per_point", "n_grad_samples", "adapt", "grow", "shrink",
+                "min_radius", "max_radius", "tolerance", "replay_cap", "seed")
+
+    def to_dict(self, replay: bool = True) -> dict:
+        """Plain-JSON state. The optax state is stored as its leaves (restored into the same optimiser)."""
+        out = dict(kind="lgso", d=self.d, model=self.model_kind, centre=self.centre.tolist(), radius=self.radius,
+                   iteration=self.iteration, history=self.history, previous=self._previous,
+                   scale=self.scale.tolist(), bounds=None if self.bounds is None else self.bounds.tolist(),
+                   opt_state=[np.asarray(a).tolist() for a in jax.tree.leaves(self._opt_state)],
+                   pending=None if self._pending is None else self._pending.tolist(),
+                   told=[list(t) for t in getattr(self, "_told", set())],
+                   **{k: getattr(self, k) for k in self._OPTIONS})
+        if replay:
+            out["replay"] = dict(psi=self._replay.psi.tolist(), x=self._replay.x.tolist(), y=self._replay.y.tolist())
+        return out
+
+    @classmethod
+    def from_dict(cls, state: dict, objective: Callable, *, optimizer=None, model_config=None, constraint=None,
+                  sample_x=None, progress=None, replay: dict | None = None) -> LGSO:
+        """Restore from :meth:`to_dict` (the callables and the optax transformation are not serialisable:
+        pass the same ones)."""
+        if not isinstance(state, dict) or state.get("kind") != "lgso":
+            raise LGSOError("state: not an L-GSO state (expected a dict from LGSO.to_dict())")
+        opts = {k: state[k] for k in cls._OPTIONS}
+        self = cls(np.asarray(state["centre"], dtype=float), objective,
+                   bounds=state["bounds"], scale=state["scale"], radius=state["radius"], model=state["model"],
+                   model_config=model_config, optimizer=optimizer, constraint=None, sample_x=sample_x,
+                   progress=progress, **opts)
+        self.constraint = constraint
+        self.centre = np.asarray(state["centre"], dtype=float)
+        self.radius, self.iteration, self.history = float(state["radius"]), int(state["iteration"]), list(state["history"])
+        self._previous = state["previous"]
+        self._pending = None if state["pending"] is None else np.asarray(state["pending"], dtype=float)
+        self._told = {tuple(t) for t in state.get("told", [])}
+        leaves, tree = jax.tree.flatten(self.tx.init(jnp.asarray(self.centre, jnp.float32)))
+        if len(leaves) != len(state["opt_state"]):
+            raise LGSOError("state: the optimiser state does not match the optax transformation passed")
+        self._opt_state = jax.tree.unflatten(tree, [jnp.asarray(np.asarray(v), a.dtype) for v, a in zip(state["opt_state"], leaves)])
+        rep = state.get("replay") if replay is None else replay
+        if rep is not None:
+            self._replay = _Replay(np.asarray(rep["psi"], float).reshape(-1, self.d),
+                                   np.asarray(rep["x"], float).reshape(-1, self.x_dim),
+                                   np.asarray(rep["y"], float).reshape(-1, self.y_dim))
+        return self
+
+    def save(self, path) -> None:
+        """The state as npz: the replay as arrays, the rest as JSON."""
+        import json
+        np.savez_compressed(path, state=json.dumps(self.to_dict(replay=False)), psi=self._replay.psi,
+                            x=self._replay.x, y=self._replay.y)
+
+    @classmethod
+    def load(cls, path, objective: Callable, **kw) -> LGSO:
+        import json
+        with np.load(path) as f:
+            return cls.from_dict(json.loads(str(f["state"])), objective,
+                                 replay=dict(psi=f["psi"], x=f["x"], y=f["y"]), **kw)
+
+
+def _surrogate_value_grad(fn, objective, params, key, psi, xk):
+    return _value_grad_jit(fn, objective, params, key, psi, xk)
+
+
+def _value_grad(fn, objective, params, key, psi, xk):
+    def mean_objective(p):
+        c = jnp.concatenate([jnp.broadcast_to(p, (xk.shape[0], p.shape[0])), xk], axis=1)
+        y = fn(params, key, c)
+        return jnp.mean(jax.vmap(objective)(y, xk))
+    return jax.value_and_grad(mean_objective)(psi)
+
+
+_value_grad_jit = jax.jit(_value_grad, static_argnums=(0, 1))
