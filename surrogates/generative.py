@@ -223,35 +223,23 @@ class _Conditional:
         return np.asarray(_sample_jit(type(self), self._graphdefs, self.config, self.y_dim, self.params, key, jnp.asarray(c)))
 
     def state_dict(self) -> dict:
-        """Plain nested lists of the trained parameters (with the standardisation), for JSON or npz."""
+        """The trained parameters (with the standardisation) as plain lists, in a fixed order: JSON-safe."""
         self._check_fitted()
-        return jax.tree.map(lambda a: np.asarray(a).tolist(), _to_pure(self.params))
+        return dict(kind=self.kind, leaves=[np.asarray(a).tolist() for a in jax.tree.leaves(self.params)])
 
     def load_state_dict(self, state: dict) -> None:
-        ref = _to_pure(self._with_stats(self._init_params))
-        try:
-            flat = jax.tree.map(lambda r, a: jnp.asarray(np.asarray(a, np.float32).reshape(r.shape)), ref, state)
-        except (ValueError, TypeError) as e:
-            raise GenerativeError(f"{type(self).__name__}: saved parameters do not match this architecture ({e})") from e
-        self.params = _from_pure(self._with_stats(self._init_params), flat)
+        template = self._with_stats(self._init_params)
+        ref, tree = jax.tree.flatten(template)
+        leaves = state.get("leaves", []) if isinstance(state, dict) else []
+        shapes = [np.shape(v) for v in leaves]
+        if state.get("kind") != self.kind or shapes != [r.shape for r in ref]:
+            raise GenerativeError(f"{type(self).__name__}: saved parameters do not match this architecture "
+                                  f"(kind {state.get('kind')!r}, {len(leaves)} arrays; expected {self.kind!r}, {len(ref)})")
+        self.params = jax.tree.unflatten(tree, [jnp.asarray(np.asarray(v, np.float32)) for v in leaves])
 
     def _with_stats(self, nets):
         z = lambda n: jnp.zeros(n, jnp.float32)
         return dict(nets=nets, y_mean=z(self.y_dim), y_std=z(self.y_dim), c_mean=z(self.c_dim), c_std=z(self.c_dim))
-
-
-def _to_pure(params):
-    return dict(nets=[nnx.to_pure_dict(s) for s in params["nets"]],
-                **{k: v for k, v in params.items() if k != "nets"})
-
-
-def _from_pure(template, flat):
-    nets = []
-    for s, d in zip(template["nets"], flat["nets"]):
-        s = jax.tree.map(lambda a: a, s)
-        nnx.replace_by_pure_dict(s, d)
-        nets.append(s)
-    return dict(nets=tuple(nets), **{k: v for k, v in flat.items() if k != "nets"})
 
 
 def _sample(cls, graphdefs, config, y_dim, params, key, c):

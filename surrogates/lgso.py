@@ -19,8 +19,9 @@ Algorithm, per iteration (one ``ask`` / ``tell`` round):
    K draws (x_k resampled from the told x's in the region, or from the user's ``sample_x``) is one step of
    an optax optimiser (default Adam, lr 0.1, state carried across iterations as in the paper).
 5. The step is cut to the trust region (L2 ball of ``radius`` in the scaled coordinates psi / scale),
-   clipped to the bounds, and pulled back towards psi_t (bisection) if it violates the known constraint:
-   every proposal is feasible.
+   clipped to the bounds and put back onto the known constraint (:func:`surrogates.gradient.project_step`:
+   a number g(psi) <= 0 is projected onto, a bool pulls the step back towards psi_t): every proposal is
+   feasible.
 
 Trust-region adaptation (new; the reference keeps the radius fixed). The next iteration simulates the
 new centre psi_{t+1}; its empirical mean objective (from the real simulator rows, not the surrogate) is
@@ -50,44 +51,13 @@ import optax
 from scipy.stats import qmc
 
 from surrogates import generative as _gen
+from surrogates.gradient import check_start, feasible, opt_state_leaves, project_step, restore_opt_state, scale_vector
 
-__all__ = ["LGSO", "LGSOError", "trust_region_step"]
+__all__ = ["LGSO", "LGSOError"]
 
 
 class LGSOError(ValueError):
     """A bad L-GSO configuration or tell; the message names the field, the value and what is allowed."""
-
-
-def _vec(name, v, d, positive=False):
-    a = np.broadcast_to(np.asarray(v, dtype=float), (d,)).copy() if np.ndim(v) == 0 else np.asarray(v, dtype=float)
-    if a.shape != (d,):
-        raise LGSOError(f"{name}: expected a number or {d} numbers, got shape {np.shape(v)}")
-    if not np.all(np.isfinite(a)) or (positive and np.any(a <= 0)):
-        raise LGSOError(f"{name} = {v!r}: must be finite{' and > 0' if positive else ''}")
-    return a
-
-
-def trust_region_step(centre, proposal, radius, scale, bounds=None, constraint=None, bisections=30):
-    """Cut a proposed step to the trust region: onto the L2 ball of ``radius`` around ``centre`` in the
-    coordinates psi / scale, then into ``bounds`` ((d, 2) or None), then back along the segment towards
-    ``centre`` (bisection) until the known ``constraint(psi) -> bool`` holds. ``centre`` must be feasible."""
-    centre, p = np.asarray(centre, float), np.asarray(proposal, float)
-    step = (p - centre) / scale
-    norm = float(np.linalg.norm(step))
-    if norm > radius:
-        p = centre + step * (radius / norm) * scale
-    if bounds is not None:
-        p = np.clip(p, bounds[:, 0], bounds[:, 1])
-    if constraint is not None and not constraint(p):
-        lo, hi = 0.0, 1.0                           # fraction of the step: lo feasible, hi not
-        for _ in range(bisections):
-            mid = 0.5 * (lo + hi)
-            if constraint(centre + mid * (p - centre)):
-                lo = mid
-            else:
-                hi = mid
-        p = centre + lo * (p - centre)
-    return p
 
 
 @dataclasses.dataclass
@@ -127,9 +97,7 @@ class LGSO:
                  min_radius: float | None = None, max_radius: float | None = None, tolerance: float = 0.0,
                  constraint: Callable | None = None, sample_x: Callable | None = None,
                  replay_cap: int = 1_000_000, seed: int = 0, progress: Callable[[str], None] | None = None):
-        x0 = np.asarray(x0, dtype=float)
-        if x0.ndim != 1 or len(x0) == 0 or not np.all(np.isfinite(x0)):
-            raise LGSOError(f"x0: expected a finite 1-D start point, got {x0!r}")
+        x0, self.bounds = check_start(x0, bounds, constraint, LGSOError)
         d = len(x0)
         self.d = d
         if not callable(objective):
@@ -143,22 +111,12 @@ class LGSO:
             raise LGSOError(f"n_points = {n_points!r}: must be an integer >= 1")
         if model not in _gen.MODELS:
             raise LGSOError(f"model = {model!r}: must be one of {', '.join(_gen.MODELS)}")
-        self.bounds = None
-        if bounds is not None:
-            b = np.asarray(bounds, dtype=float)
-            if b.shape != (d, 2) or not np.all(np.isfinite(b)) or np.any(b[:, 0] >= b[:, 1]):
-                raise LGSOError(f"bounds: expected ({d}, 2) finite rows with low < high, got {bounds!r}")
-            if np.any(x0 < b[:, 0]) or np.any(x0 > b[:, 1]):
-                raise LGSOError(f"x0 = {x0.tolist()} lies outside the bounds {b.tolist()}")
-            self.bounds = b
-        self.scale = _vec("scale", scale, d, positive=True)
+        self.scale = scale_vector("scale", scale, d, LGSOError)
         for name, v in (("radius", radius), ("grow", grow), ("shrink", shrink)):
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
                 raise LGSOError(f"{name} = {v!r}: must be a finite number > 0")
         if not shrink < 1 or not grow >= 1:
             raise LGSOError(f"shrink = {shrink} must be < 1 and grow = {grow} >= 1")
-        if constraint is not None and not constraint(x0):
-            raise LGSOError(f"x0 = {x0.tolist()} violates the known constraint: start from a feasible point")
         self.objective, self.y_dim, self.x_dim = objective, int(y_dim), int(x_dim)
         self.n_points, self.samples_per_point = int(n_points), int(samples_per_point)
         self.model_kind, self.model_config = model, model_config
@@ -221,7 +179,7 @@ class LGSO:
             u = qmc.LatinHypercube(d=self.d, seed=rng).random(self.n_points)
             pts = lo + u * (hi - lo)
             if self.constraint is not None:
-                pts = pts[[bool(self.constraint(p)) for p in pts]]
+                pts = pts[[feasible(self.constraint, p) for p in pts]]
             out.extend(pts)
             if len(out) >= self.n_points:
                 return np.asarray(out[:self.n_points])
@@ -291,7 +249,7 @@ class LGSO:
             upd, self._opt_state = self.tx.update(jnp.asarray(grad, jnp.float32), self._opt_state,
                                                   jnp.asarray(self.centre, jnp.float32))
             raw = self.centre + np.asarray(upd, dtype=float)
-            proposal = trust_region_step(self.centre, raw, self.radius, self.scale, self.bounds, self.constraint)
+            proposal = project_step(self.centre, raw, self.radius, self.scale, self.bounds, self.constraint)
             record.update(gradient=grad.tolist(), proposal=proposal.tolist(), converged=False, **info)
             self._previous = dict(centre=self.centre.tolist(), value=mean, sem=sem)
             self.centre = proposal
@@ -350,7 +308,7 @@ class LGSO:
         out = dict(kind="lgso", d=self.d, model=self.model_kind, centre=self.centre.tolist(), radius=self.radius,
                    iteration=self.iteration, history=self.history, previous=self._previous,
                    scale=self.scale.tolist(), bounds=None if self.bounds is None else self.bounds.tolist(),
-                   opt_state=[np.asarray(a).tolist() for a in jax.tree.leaves(self._opt_state)],
+                   opt_state=opt_state_leaves(self._opt_state),
                    pending=None if self._pending is None else self._pending.tolist(),
                    told=[list(t) for t in getattr(self, "_told", set())],
                    **{k: getattr(self, k) for k in self._OPTIONS})
@@ -376,15 +334,12 @@ class LGSO:
         self._previous = state["previous"]
         self._pending = None if state["pending"] is None else np.asarray(state["pending"], dtype=float)
         self._told = {tuple(t) for t in state.get("told", [])}
-        leaves, tree = jax.tree.flatten(self.tx.init(jnp.asarray(self.centre, jnp.float32)))
-        if len(leaves) != len(state["opt_state"]):
-            raise LGSOError("state: the optimiser state does not match the optax transformation passed")
-        self._opt_state = jax.tree.unflatten(tree, [jnp.asarray(np.asarray(v), a.dtype) for v, a in zip(state["opt_state"], leaves)])
+        self._opt_state = restore_opt_state(self.tx, jnp.asarray(self.centre, jnp.float32), state["opt_state"], LGSOError)
         rep = state.get("replay") if replay is None else replay
         if rep is not None:
-            self._replay = _Replay(np.asarray(rep["psi"], float).reshape(-1, self.d),
-                                   np.asarray(rep["x"], float).reshape(-1, self.x_dim),
-                                   np.asarray(rep["y"], float).reshape(-1, self.y_dim))
+            psi = np.asarray(rep["psi"], float).reshape(-1, self.d)
+            self._replay = _Replay(psi, np.asarray(rep["x"], float).reshape(len(psi), self.x_dim),
+                                   np.asarray(rep["y"], float).reshape(len(psi), self.y_dim))
         return self
 
     def save(self, path) -> None:
