@@ -25,10 +25,13 @@ Algorithm, per iteration (one ``ask`` / ``tell`` round):
 
 Trust-region adaptation (new; the reference keeps the radius fixed). The next iteration simulates the
 new centre psi_{t+1}; its empirical mean objective (from the real simulator rows, not the surrogate) is
-compared with psi_t's. Not worse (lower by at least 0 - ``tolerance`` standard errors of the difference):
-the step is accepted and the radius grows by ``grow`` (up to ``max_radius``). Worse: the step is rejected
-(the centre returns to psi_t, the optimiser's moments are reset) and the radius shrinks by ``shrink``. The
-run has converged when the radius falls below ``min_radius``.
+compared with psi_t's. Not significantly worse (higher by at most ``tolerance`` = 2 standard errors of
+the difference): the step is accepted and the radius grows by ``grow`` (1.25, up to ``max_radius``, 4x
+the start). Significantly worse: the step is rejected (the centre returns to psi_t, the optimiser's
+moments are reset) and the radius shrinks by ``shrink`` (0.7, down to ``min_radius``, 1/8 of the start).
+Gentle on purpose: the surrogate needs a region wide enough for the objective's variation to stand out
+of the simulator's noise, so a noise-driven collapse of the region would stall the search. The run has
+:attr:`converged` when three steps in a row were rejected at the smallest radius.
 
 Counting. ``n_points + 1`` psi points per iteration, each simulated ``samples_per_point`` times;
 :attr:`calls` (psi points) and :attr:`rows` (simulator samples) count everything told.
@@ -93,8 +96,8 @@ class LGSO:
     def __init__(self, x0, objective: Callable, *, y_dim: int = 1, x_dim: int = 0, bounds=None, scale=1.0,
                  radius: float = 0.2, n_points: int | None = None, samples_per_point: int = 3000,
                  model: str = "gan", model_config=None, optimizer: optax.GradientTransformation | None = None,
-                 n_grad_samples: int = 10000, adapt: bool = True, grow: float = 1.5, shrink: float = 0.5,
-                 min_radius: float | None = None, max_radius: float | None = None, tolerance: float = 0.0,
+                 n_grad_samples: int = 10000, adapt: bool = True, grow: float = 1.25, shrink: float = 0.7,
+                 min_radius: float | None = None, max_radius: float | None = None, tolerance: float = 2.0,
                  constraint: Callable | None = None, sample_x: Callable | None = None,
                  replay_cap: int = 1_000_000, seed: int = 0, progress: Callable[[str], None] | None = None):
         x0, self.bounds = check_start(x0, bounds, constraint, LGSOError)
@@ -123,7 +126,7 @@ class LGSO:
         self.tx = optax.adam(0.1) if optimizer is None else optimizer
         self.n_grad_samples, self.replay_cap = int(n_grad_samples), int(replay_cap)
         self.adapt, self.grow, self.shrink, self.tolerance = bool(adapt), float(grow), float(shrink), float(tolerance)
-        self.min_radius = radius / 64 if min_radius is None else float(min_radius)
+        self.min_radius = radius / 8 if min_radius is None else float(min_radius)
         self.max_radius = 4 * radius if max_radius is None else float(max_radius)
         self.constraint, self.sample_x, self.seed, self.progress = constraint, sample_x, int(seed), progress
         # state
@@ -150,7 +153,9 @@ class LGSO:
 
     @property
     def converged(self) -> bool:
-        return self.radius < self.min_radius
+        """At the smallest radius and the last ``patience`` (3) steps rejected: no progress is measurable."""
+        h = self.history[-3:]
+        return self.radius <= self.min_radius * (1 + 1e-9) and len(h) == 3 and not any(r["accepted"] for r in h)
 
     def _key(self, *path):
         k = jax.random.key(self.seed)
@@ -210,11 +215,14 @@ class LGSO:
                             f"{int(np.argmax(bad))}); drop failed simulations before telling")
         self._replay.add(psi, x, y)
         pending = self.ask()
-        told = {tuple(p) for p in np.unique(self._replay.psi[-len(psi):], axis=0)}
-        self._told = getattr(self, "_told", set()) | told
-        if tuple(pending[-1]) not in self._told:
+        if not self._at(pending[-1], psi).any():       # the centre not told yet (rows of other points may come first)
             return None
         return self._complete(pending)
+
+    @staticmethod
+    def _at(point, psi):
+        """Rows of ``psi`` at ``point`` (to float32 rounding: simulators often run in single precision)."""
+        return np.all(np.abs(psi - point) <= 1e-6 * (1 + np.abs(point)), axis=1)
 
     # ----------------------------------------------------------------------------------- one iteration
     def _objective_rows(self, x, y):
@@ -222,7 +230,7 @@ class LGSO:
         return np.asarray(f(jnp.asarray(y, jnp.float32), jnp.asarray(x, jnp.float32)), dtype=float)
 
     def _centre_estimate(self, centre):
-        at = np.all(self._replay.psi == centre, axis=1)
+        at = self._at(centre, self._replay.psi)
         r = self._objective_rows(self._replay.x[at], self._replay.y[at])
         return float(r.mean()), float(r.std(ddof=1) / math.sqrt(len(r))) if len(r) > 1 else float("inf"), int(len(r))
 
@@ -236,12 +244,13 @@ class LGSO:
                 if accepted:
                     self.radius = min(self.radius * self.grow, self.max_radius)
                 else:
-                    self.radius = self.radius * self.shrink
+                    self.radius = max(self.radius * self.shrink, self.min_radius)
                     self.centre = np.asarray(self._previous["centre"])
                     mean, sem = self._previous["value"], self._previous["sem"]
                     self._opt_state = self.tx.init(jnp.asarray(self.centre, jnp.float32))
         record = dict(iteration=self.iteration, centre=self.centre.tolist(), radius=self.radius,
                       value=mean, sem=sem, accepted=accepted, points=int(len(pending)))
+        self.history.append(record)
         if self.converged:
             record.update(gradient=None, proposal=self.centre.tolist(), converged=True)
         else:
@@ -253,10 +262,8 @@ class LGSO:
             record.update(gradient=grad.tolist(), proposal=proposal.tolist(), converged=False, **info)
             self._previous = dict(centre=self.centre.tolist(), value=mean, sem=sem)
             self.centre = proposal
-        self.history.append(record)
         self.iteration += 1
         self._pending = None
-        self._told = set()
         if self.progress is not None:
             self.progress(f"L-GSO iteration {record['iteration']}: objective {mean:.4g} +- {sem:.2g} at the centre, "
                           f"radius {record['radius']:.3g}, {'accepted' if accepted else 'rejected'}")
@@ -310,7 +317,6 @@ class LGSO:
                    scale=self.scale.tolist(), bounds=None if self.bounds is None else self.bounds.tolist(),
                    opt_state=opt_state_leaves(self._opt_state),
                    pending=None if self._pending is None else self._pending.tolist(),
-                   told=[list(t) for t in getattr(self, "_told", set())],
                    **{k: getattr(self, k) for k in self._OPTIONS})
         if replay:
             out["replay"] = dict(psi=self._replay.psi.tolist(), x=self._replay.x.tolist(), y=self._replay.y.tolist())
@@ -333,7 +339,6 @@ class LGSO:
         self.radius, self.iteration, self.history = float(state["radius"]), int(state["iteration"]), list(state["history"])
         self._previous = state["previous"]
         self._pending = None if state["pending"] is None else np.asarray(state["pending"], dtype=float)
-        self._told = {tuple(t) for t in state.get("told", [])}
         self._opt_state = restore_opt_state(self.tx, jnp.asarray(self.centre, jnp.float32), state["opt_state"], LGSOError)
         rep = state.get("replay") if replay is None else replay
         if rep is not None:
