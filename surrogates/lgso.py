@@ -224,6 +224,13 @@ class LGSO:
         """Rows of ``psi`` at ``point`` (to float32 rounding: simulators often run in single precision)."""
         return np.all(np.abs(psi - point) <= 1e-6 * (1 + np.abs(point)), axis=1)
 
+    def set_objective(self, objective: Callable) -> None:
+        """Replace R(y, x) between iterations (e.g. after refitting a frozen reconstruction at the new
+        centre). Step acceptance re-scores the previous centre's rows with the new objective."""
+        if not callable(objective):
+            raise LGSOError(f"objective: expected a callable objective(y, x) -> value, got {objective!r}")
+        self.objective = objective
+
     # ----------------------------------------------------------------------------------- one iteration
     def _objective_rows(self, x, y):
         f = jax.vmap(self.objective)
@@ -238,8 +245,11 @@ class LGSO:
         mean, sem, _ = self._centre_estimate(self.centre)
         accepted = True
         if self._previous is not None:
-            diff_err = math.hypot(sem, self._previous["sem"])
-            accepted = mean <= self._previous["value"] + self.tolerance * diff_err
+            # the previous centre re-scored from its rows with the current objective (it may have changed)
+            prev, prev_sem, _ = self._centre_estimate(np.asarray(self._previous["centre"]))
+            self._previous.update(value=prev, sem=prev_sem)
+            diff_err = math.hypot(sem, prev_sem)
+            accepted = mean <= prev + self.tolerance * diff_err
             if self.adapt:
                 if accepted:
                     self.radius = min(self.radius * self.grow, self.max_radius)
