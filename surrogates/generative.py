@@ -64,6 +64,16 @@ def _positive(name, v, zero_ok=False):
         raise GenerativeError(f"{name} = {v!r}: must be a finite number {'>= 0' if zero_ok else '> 0'}")
 
 
+def _check_fields(cfg, zero_ok=()):
+    """Every int field >= 1, every float field > 0 (>= 0 for ``zero_ok``), named in the error."""
+    for f in dataclasses.fields(cfg):
+        name, v = f"{type(cfg).__name__}.{f.name}", getattr(cfg, f.name)
+        if f.type in ("int", int):
+            _positive_int(name, v)
+        else:
+            _positive(name, v, zero_ok=f.name in zero_ok)
+
+
 @dataclasses.dataclass(frozen=True)
 class GANConfig:
     """Cramér GAN settings (defaults: the L-GSO reference's architecture, lighter critic output)."""
@@ -78,11 +88,7 @@ class GANConfig:
     steps: int = 600
 
     def __post_init__(self):
-        for f in ("hidden", "noise_dim", "critic_dim", "batch", "steps"):
-            _positive_int(f"GANConfig.{f}", getattr(self, f))
-        _positive("GANConfig.learning_rate", self.learning_rate)
-        _positive("GANConfig.gp_weight", self.gp_weight, zero_ok=True)
-        _positive("GANConfig.instance_noise", self.instance_noise, zero_ok=True)
+        _check_fields(self, zero_ok=("gp_weight", "instance_noise"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,9 +103,7 @@ class FlowConfig:
     ode_steps: int = 8
 
     def __post_init__(self):
-        for f in ("hidden", "depth", "batch", "steps", "ode_steps"):
-            _positive_int(f"FlowConfig.{f}", getattr(self, f))
-        _positive("FlowConfig.learning_rate", self.learning_rate)
+        _check_fields(self)
 
 
 class _MLP(nnx.Module):
