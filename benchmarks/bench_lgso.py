@@ -108,6 +108,9 @@ def run_lgso(prob, sim, seed, budget, model):
             extra["cos"].append(float(g @ e / (np.linalg.norm(g) * np.linalg.norm(e) + 1e-30)))
             extra["norm_ratio"].append(float(np.linalg.norm(g) / (np.linalg.norm(e) + 1e-30)))
         trace.append((sim.calls, sim.expected(opt.centre)))
+        if opt.iteration % 10 == 0:
+            print(f"  {prob.name} lgso seed {seed}: iteration {opt.iteration}, {sim.calls} calls, expected objective "
+                  f"{trace[-1][1]:.4g} (target {prob.target:g}), radius {opt.radius:.3g}", flush=True)
         if trace[-1][1] <= prob.target:
             break
     return trace, extra
