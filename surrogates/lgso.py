@@ -65,17 +65,30 @@ class LGSOError(ValueError):
 
 @dataclasses.dataclass
 class _Replay:
-    psi: np.ndarray
+    """Every told row: its psi stored once per distinct point (``points`` and a row -> point ``index``;
+    thousands of samples share one psi, and d may be 100), its x and y per row."""
+
+    points: np.ndarray
+    index: np.ndarray
     x: np.ndarray
     y: np.ndarray
 
+    @classmethod
+    def empty(cls, d, x_dim, y_dim):
+        return cls(np.zeros((0, d)), np.zeros(0, np.int64), np.zeros((0, x_dim)), np.zeros((0, y_dim)))
+
     def add(self, psi, x, y):
-        self.psi = np.concatenate([self.psi, psi])
+        pts, inv = np.unique(psi, axis=0, return_inverse=True)
+        self.index = np.concatenate([self.index, len(self.points) + inv.reshape(-1)])
+        self.points = np.concatenate([self.points, pts])
         self.x = np.concatenate([self.x, x])
         self.y = np.concatenate([self.y, y])
 
-    def inside(self, centre, half):
-        return np.all(np.abs(self.psi - centre) <= half * (1 + 1e-9), axis=1)
+    def rows_where(self, point_mask):
+        return np.flatnonzero(point_mask[self.index])
+
+    def psi(self, rows):
+        return self.points[self.index[rows]]
 
 
 class LGSO:
@@ -88,9 +101,12 @@ class LGSO:
     per iteration (default min(2 d, 20), at least 4); ``samples_per_point`` (3000); ``model`` "gan" | "flow"
     and ``model_config``; ``optimizer`` an optax transformation (default ``optax.adam(0.1)``);
     ``n_grad_samples`` (10000); ``adapt`` the trust-region adaptation on/off, ``grow``, ``shrink``,
-    ``min_radius``, ``max_radius``, ``tolerance``; ``constraint(psi) -> bool`` a known constraint (x0
-    must satisfy it); ``sample_x(key, n) -> (n, x_dim)`` optional; ``replay_cap`` the most rows used per
-    fit (a random subset beyond it); ``seed``; ``progress(message)`` called once per phase.
+    ``min_radius``, ``max_radius``, ``tolerance``; ``constraint(psi)`` a known constraint, a number g
+    (feasible when <= 0) or a bool (x0 must satisfy it); ``sample_x(key, n) -> (n, x_dim)`` optional;
+    ``replay_cap`` the most rows used per fit (a seeded random subset beyond it; 3e5, the reference 1e6:
+    a fit draws a fixed number of mini-batches, 1500 x 512 for the flow, so more rows add memory, not
+    information, and at d = 100 a million conditions are 400 MB); ``seed``; ``progress(message)``
+    called once per phase.
     """
 
     def __init__(self, x0, objective: Callable, *, y_dim: int = 1, x_dim: int = 0, bounds=None, scale=1.0,
@@ -99,7 +115,7 @@ class LGSO:
                  n_grad_samples: int = 10000, adapt: bool = True, grow: float = 1.25, shrink: float = 0.7,
                  min_radius: float | None = None, max_radius: float | None = None, tolerance: float = 2.0,
                  constraint: Callable | None = None, sample_x: Callable | None = None,
-                 replay_cap: int = 1_000_000, seed: int = 0, progress: Callable[[str], None] | None = None):
+                 replay_cap: int = 300_000, seed: int = 0, progress: Callable[[str], None] | None = None):
         x0, self.bounds = check_start(x0, bounds, constraint, LGSOError)
         d = len(x0)
         self.d = d
@@ -137,7 +153,7 @@ class LGSO:
         self._pending: np.ndarray | None = None
         self._previous: dict | None = None          # the accepted centre before the last step and its objective
         self._opt_state = self.tx.init(jnp.asarray(x0, jnp.float32))
-        self._replay = _Replay(np.zeros((0, d)), np.zeros((0, self.x_dim)), np.zeros((0, self.y_dim)))
+        self._replay = _Replay.empty(d, self.x_dim, self.y_dim)
         self._model = None
         self._grad_fn = None
 
@@ -149,7 +165,7 @@ class LGSO:
 
     @property
     def rows(self) -> int:
-        return int(len(self._replay.psi))
+        return int(len(self._replay.index))
 
     @property
     def converged(self) -> bool:
@@ -237,7 +253,7 @@ class LGSO:
         return np.asarray(f(jnp.asarray(y, jnp.float32), jnp.asarray(x, jnp.float32)), dtype=float)
 
     def _centre_estimate(self, centre):
-        at = self._at(centre, self._replay.psi)
+        at = self._replay.rows_where(self._at(centre, self._replay.points))
         r = self._objective_rows(self._replay.x[at], self._replay.y[at])
         return float(r.mean()), float(r.std(ddof=1) / math.sqrt(len(r))) if len(r) > 1 else float("inf"), int(len(r))
 
@@ -281,11 +297,11 @@ class LGSO:
 
     def training_set(self):
         """The replay rows inside the current trust region (at most ``replay_cap``, a seeded random subset)."""
-        inside = self._replay.inside(self.centre, self._half())
-        idx = np.flatnonzero(inside)
+        inside = np.all(np.abs(self._replay.points - self.centre) <= self._half() * (1 + 1e-9), axis=1)
+        idx = self._replay.rows_where(inside)
         if len(idx) > self.replay_cap:
             idx = np.sort(np.random.default_rng([self.seed, self.iteration, 1]).choice(idx, self.replay_cap, replace=False))
-        return self._replay.psi[idx], self._replay.x[idx], self._replay.y[idx]
+        return self._replay.psi(idx), self._replay.x[idx], self._replay.y[idx]
 
     def fit_surrogate(self):
         """Train a fresh conditional model y | (psi, x) on :meth:`training_set`; returns (model, fit info)."""
@@ -329,7 +345,8 @@ class LGSO:
                    pending=None if self._pending is None else self._pending.tolist(),
                    **{k: getattr(self, k) for k in self._OPTIONS})
         if replay:
-            out["replay"] = dict(psi=self._replay.psi.tolist(), x=self._replay.x.tolist(), y=self._replay.y.tolist())
+            out["replay"] = dict(points=self._replay.points.tolist(), index=self._replay.index.tolist(),
+                                 x=self._replay.x.tolist(), y=self._replay.y.tolist())
         return out
 
     @classmethod
@@ -352,23 +369,25 @@ class LGSO:
         self._opt_state = restore_opt_state(self.tx, jnp.asarray(self.centre, jnp.float32), state["opt_state"], LGSOError)
         rep = state.get("replay") if replay is None else replay
         if rep is not None:
-            psi = np.asarray(rep["psi"], float).reshape(-1, self.d)
-            self._replay = _Replay(psi, np.asarray(rep["x"], float).reshape(len(psi), self.x_dim),
-                                   np.asarray(rep["y"], float).reshape(len(psi), self.y_dim))
+            index = np.asarray(rep["index"], np.int64).reshape(-1)
+            self._replay = _Replay(np.asarray(rep["points"], float).reshape(-1, self.d), index,
+                                   np.asarray(rep["x"], float).reshape(len(index), self.x_dim),
+                                   np.asarray(rep["y"], float).reshape(len(index), self.y_dim))
         return self
 
     def save(self, path) -> None:
         """The state as npz: the replay as arrays, the rest as JSON."""
         import json
-        np.savez_compressed(path, state=json.dumps(self.to_dict(replay=False)), psi=self._replay.psi,
-                            x=self._replay.x, y=self._replay.y)
+        r = self._replay
+        np.savez_compressed(path, state=json.dumps(self.to_dict(replay=False)), points=r.points, index=r.index,
+                            x=r.x, y=r.y)
 
     @classmethod
     def load(cls, path, objective: Callable, **kw) -> LGSO:
         import json
         with np.load(path) as f:
             return cls.from_dict(json.loads(str(f["state"])), objective,
-                                 replay=dict(psi=f["psi"], x=f["x"], y=f["y"]), **kw)
+                                 replay=dict(points=f["points"], index=f["index"], x=f["x"], y=f["y"]), **kw)
 
 
 def _surrogate_value_grad(fn, objective, params, key, psi, xk):
