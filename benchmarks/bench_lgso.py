@@ -242,6 +242,33 @@ def report(rows, problems, methods):
     return "\n".join(lines)
 
 
+def readme_table(rows, problems):
+    """The README's table: median calls to target (seeds that reached it / seeds) per method, and the
+    ratios of numerical differences and CMA-ES to L-GSO."""
+    cols = ("lgso", "numdiff", "cma", "gpbo", "truegrad")
+    lines = ["| problem (d) | L-GSO | num. diff. | CMA-ES | GP-BO | true gradient | num. diff. / L-GSO | CMA-ES / L-GSO |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in problems:
+        med, cells = {}, []
+        for m in cols:
+            rs = [r for r in rows if r["problem"] == name and r["method"] == m]
+            if not rs:
+                cells.append("-")
+                continue
+            txt, med[m] = _median_calls(rs)
+            got = sum(r["calls_to_target"] is not None for r in rs)
+            cells.append(f"{txt} ({got}/{len(rs)})")
+        ratios = []
+        for peer in ("numdiff", "cma"):
+            a, b = med.get(peer), med.get("lgso")
+            if a is None or b is None or math.isinf(b):
+                ratios.append("-")
+            else:
+                ratios.append(f"> {a / b:.1f}" if math.isinf(a) else f"{a / b:.1f}")
+        lines.append(f"| {name} ({B.stochastic_problem(name).dim}) | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    return "\n".join(lines)
+
+
 def plot(rows, problems, methods, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -274,6 +301,7 @@ def main(argv=None):
     ap.add_argument("--model", default="flow", choices=("flow", "gan"), help="L-GSO's surrogate")
     ap.add_argument("--bo-budget", type=int, default=200, help="most GP-BO evaluations per run")
     ap.add_argument("--report", action="store_true", help="only print and plot the cached results")
+    ap.add_argument("--markdown", action="store_true", help="also print the README table")
     args = ap.parse_args(argv)
     problems, methods = args.problems.split(","), args.methods.split(",")
     for p in problems:
@@ -294,6 +322,8 @@ def main(argv=None):
                     print(f"{name} {m} seed {s}: calls to target {r['calls_to_target']} ({r['seconds']:.0f} s)", flush=True)
                 rows.append(r)
     print(report(rows, problems, methods))
+    if args.markdown:
+        print(readme_table(rows, problems))
     if rows:
         plot(rows, problems, methods, RESULTS.parent / "lgso_progress.png")
 

@@ -46,7 +46,11 @@ def main(argv=None):
     ap.add_argument("--model", default="flow", choices=("flow", "gan"))
     ap.add_argument("--samples", type=int, default=2000, help="clusters per psi point")
     ap.add_argument("--start", default="1.0,2.5", help="absorber_mm,active_mm")
+    ap.add_argument("--table", action="store_true", help="only print the README table of the saved runs")
     args = ap.parse_args(argv)
+    if args.table:
+        print(table())
+        return
     prob = stack_problem("shashlik")
     start = np.array([float(v) for v in args.start.split(",")])
     scale = np.asarray(prob.psi0)
@@ -92,6 +96,21 @@ def main(argv=None):
     stem = OUT / f"fidelity_{args.model}_s{args.seed}"
     stem.with_suffix(".json").write_text(json.dumps(dict(summary=summary, rows=rows), indent=1))
     plot(rows, summary, stem.with_suffix(".png"))
+
+
+def table() -> str:
+    """The README table: one row per saved run."""
+    lines = ["| surrogate, seed | median cosine (IQR) | lowest cosine | median norm ratio (range) | "
+             "sigma_E/E start -> end | command |", "|---|---|---|---|---|---|"]
+    for f in sorted(OUT.glob("fidelity_*.json")):
+        d = json.loads(f.read_text())
+        s, rows = d["summary"], d["rows"]
+        nr = [r["norm_ratio"] for r in rows]
+        lines.append(f"| {s['model']}, {s['seed']} | {s['median_cosine']:.3f} ({s['cosine_iqr'][0]:.3f}-{s['cosine_iqr'][1]:.3f}) | "
+                     f"{min(r['cosine'] for r in rows):.3f} | {s['median_norm_ratio']:.2f} ({min(nr):.2f}-{max(nr):.2f}) | "
+                     f"{100 * rows[0]['value'] ** 0.5:.1f} % -> {100 * rows[-1]['value'] ** 0.5:.1f} % | "
+                     f"`run.py --seed {s['seed']} --model {s['model']}` |")
+    return "\n".join(lines)
 
 
 def plot(rows, summary, path):
