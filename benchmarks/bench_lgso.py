@@ -230,8 +230,8 @@ def report(rows, problems, methods):
             for peer in ("numdiff", "cma", "gpbo"):
                 if (name, peer) in table and math.isfinite(table[(name, "lgso")]):
                     ratio = table[(name, peer)] / table[(name, "lgso")]
-                    lines.append(f"{'':26s} {peer} / lgso calls: {'>' if math.isinf(table[(name, peer)]) else ''}"
-                                 f"{ratio if math.isfinite(ratio) else 'inf'}")
+                    lines.append(f"{'':26s} {peer} / lgso calls: "
+                                 f"{f'{ratio:.2f}' if math.isfinite(ratio) else '> budget / lgso'}")
         lg = [r for r in rows if r["problem"] == name and r["method"] == "lgso" and r.get("cos")]
         if lg:
             cos = np.concatenate([r["cos"] for r in lg])
