@@ -327,7 +327,7 @@ class LGSO:
             near = np.flatnonzero(np.all(np.abs(psi - at) <= self._half(), axis=1))
             pick = np.random.default_rng([self.seed, self.iteration, 3]).choice(near if len(near) else np.arange(len(xs)), k)
             xk = xs[pick]
-        value, grad = _surrogate_value_grad(fn, self.objective, params, self._key(4), jnp.asarray(at, jnp.float32),
+        value, grad = _value_grad_jit(fn, self.objective, params, self._key(4), jnp.asarray(at, jnp.float32),
                                             jnp.asarray(xk, jnp.float32))
         info.update(surrogate_value=float(value))
         return np.asarray(grad, dtype=float), info
@@ -388,10 +388,6 @@ class LGSO:
         with np.load(path) as f:
             return cls.from_dict(json.loads(str(f["state"])), objective,
                                  replay=dict(points=f["points"], index=f["index"], x=f["x"], y=f["y"]), **kw)
-
-
-def _surrogate_value_grad(fn, objective, params, key, psi, xk):
-    return _value_grad_jit(fn, objective, params, key, psi, xk)
 
 
 def _value_grad(fn, objective, params, key, psi, xk):
