@@ -121,7 +121,12 @@ def _cmd_optimize(args) -> int:
     from diffcalo.study.runner import run_study
 
     cfg, run_dir = _study_setup(args)
-    j = run_study(cfg, run_dir, resume=args.resume, progress=not args.quiet)
+    if cfg.continuous:
+        from diffcalo.study.continuous import run_continuous
+
+        j = run_continuous(cfg, run_dir, resume=args.resume, progress=not args.quiet)
+    else:
+        j = run_study(cfg, run_dir, resume=args.resume, progress=not args.quiet)
     return _study_end(j, run_dir)
 
 
@@ -136,6 +141,8 @@ def _study_end(journal, run_dir) -> int:
     counts = journal.counts()
     errors = sorted({r["error"] for r in journal.records("failed")})
     cfg = study_config_from_flat(journal.config)
+    if cfg.continuous:
+        return _continuous_end(journal, run_dir, counts, errors)
     search, _ = split_records(journal)
     journal.close()
     print(f"{run_dir}: {counts}")
@@ -153,6 +160,26 @@ def _study_end(journal, run_dir) -> int:
     if counts["done"] == 0 and counts["failed"] > 0:
         print(f"diffcalo: error: every evaluation failed ({counts['failed']}); first error: {errors[0]} "
               f"(all errors in {run_dir}/journal.sqlite; fix the config and start a new run directory)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _continuous_end(journal, run_dir, counts, errors) -> int:
+    from diffcalo.study.continuous import continuous_summary, rms_label
+    from diffcalo.study.report import write_report
+
+    s = continuous_summary(journal)
+    journal.close()
+    print(f"{run_dir}: {counts}")
+    if s["path"]:
+        a, b = s["path"][0], s["path"][-1]
+        for label, p in (("start", a), ("last centre", b)):
+            print(f"{label} (iteration {p['iteration']}): absorber {p['design']['absorber_mm']:.3f} mm, active "
+                  f"{p['design']['active_mm']:.3f} mm: {rms_label(p['value'], p['sem'])}")
+    print(f"wrote {write_report(run_dir)}")
+    if counts["done"] == 0 and counts["failed"] > 0:
+        print(f"diffcalo: error: every simulator call failed ({counts['failed']}); first error: {errors[0]}",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -659,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="diffcalo-output", help="directory for the PNG files (default: %(default)s)")
     quiet(p)
     p.set_defaults(func=_cmd_showers)
-    for name, helptext in (("optimize", "run a design study with its optimiser (GP-BO or random)"),
+    for name, helptext in (("optimize", "run a design study with its optimiser (GP-BO or random; L-GSO or gradient for a continuous stack study)"),
                            ("sweep", "evaluate a grid, a Latin hypercube or a list of designs")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("study", help="study TOML (docs/configuration.md; example: diffcalo/examples/study.toml)")

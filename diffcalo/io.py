@@ -95,13 +95,18 @@ def _remove_stale_temporaries(path: pathlib.Path) -> None:
 
 
 def write_text_atomic(path, text: str) -> pathlib.Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename: the final name holds either the
-    old content or the whole new one, never a part (a full disk leaves no temporary file)."""
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename: the final name holds
+    either the old content or the whole new one, never a part (a full disk leaves no temporary file)."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path, data: bytes) -> pathlib.Path:
+    """:func:`write_text_atomic` for bytes."""
     path = pathlib.Path(path)
     tmp = temporary_sibling(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

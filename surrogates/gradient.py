@@ -62,9 +62,12 @@ def _onto_inequality(g, p, scale, iterations=20):
     return p
 
 
-def project_step(centre, proposal, radius, scale, bounds=None, constraint=None, bisections=30) -> np.ndarray:
-    """Cut a proposed step: onto the L2 ball of ``radius`` around ``centre`` in the coordinates psi / scale
-    (``radius`` inf: no cut), then into ``bounds`` ((d, 2) or None), then onto the known constraint.
+def project_step(centre, proposal, radius, scale, bounds=None, constraint=None, bisections=30,
+                 norm: str = "l2") -> np.ndarray:
+    """Cut a proposed step: onto the ball of ``radius`` around ``centre`` in the coordinates psi / scale
+    (``norm`` "l2": the Euclidean ball, the step shortened along its direction; "box": the cube of
+    half-width ``radius``, each coordinate clipped; ``radius`` inf: no cut), then into ``bounds`` ((d, 2)
+    or None), then onto the known constraint.
 
     A constraint that returns a number g (feasible when g <= 0, e.g. cost - budget) is met by projecting
     onto {g <= 0} (Newton steps on a finite-difference gradient), so a step can slide along the boundary;
@@ -74,11 +77,15 @@ def project_step(centre, proposal, radius, scale, bounds=None, constraint=None, 
     centre, p = np.asarray(centre, float), np.asarray(proposal, float)
     scale = np.asarray(scale, float)
 
+    if norm not in ("l2", "box"):
+        raise ValueError(f"norm = {norm!r}: must be 'l2' or 'box'")
+
     def cut(q):
         step = (q - centre) / scale
-        norm = float(np.linalg.norm(step))
-        if norm > radius:
-            q = centre + step * (radius / norm) * scale
+        if norm == "box":
+            q = centre + np.clip(step, -radius, radius) * scale
+        elif (length := float(np.linalg.norm(step))) > radius:
+            q = centre + step * (radius / length) * scale
         return q if bounds is None else np.clip(q, bounds[:, 0], bounds[:, 1])
 
     p = cut(p)

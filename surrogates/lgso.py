@@ -18,7 +18,9 @@ Algorithm, per iteration (one ``ask`` / ``tell`` round):
 4. The surrogate gradient g = grad_psi (1/K) sum_k R(G(z_k; psi_t, x_k), x_k) over ``n_grad_samples`` =
    K draws (x_k resampled from the told x's in the region, or from the user's ``sample_x``) is one step of
    an optax optimiser (default Adam, lr 0.1, state carried across iterations as in the paper).
-5. The step is cut to the trust region (L2 ball of ``radius`` in the scaled coordinates psi / scale),
+5. The step is cut to the trust region (``trust_region`` "box": the sampled box itself, each coordinate
+   within ``radius`` in the scaled coordinates psi / scale, where the surrogate was trained, as the
+   paper; "ball": the L2 ball of ``radius``, a step sqrt(d) times shorter along the diagonal),
    clipped to the bounds and put back onto the known constraint (:func:`surrogates.gradient.project_step`:
    a number g(psi) <= 0 is projected onto, a bool pulls the step back towards psi_t): every proposal is
    feasible.
@@ -101,7 +103,8 @@ class LGSO:
     per iteration (default min(2 d, 20), at least 4); ``samples_per_point`` (3000); ``model`` "gan" | "flow"
     and ``model_config``; ``optimizer`` an optax transformation (default ``optax.adam(0.1)``);
     ``n_grad_samples`` (10000); ``adapt`` the trust-region adaptation on/off, ``grow``, ``shrink``,
-    ``min_radius``, ``max_radius``, ``tolerance``; ``constraint(psi)`` a known constraint, a number g
+    ``min_radius``, ``max_radius``, ``tolerance``; ``trust_region`` "box" | "ball" (how a step is cut, see
+    the module docstring); ``constraint(psi)`` a known constraint, a number g
     (feasible when <= 0) or a bool (x0 must satisfy it); ``sample_x(key, n) -> (n, x_dim)`` optional;
     ``replay_cap`` the most rows used per fit (a seeded random subset beyond it; 3e5, the reference 1e6:
     a fit draws a fixed number of mini-batches, 1500 x 512 for the flow, so more rows add memory, not
@@ -114,7 +117,7 @@ class LGSO:
                  model: str = "gan", model_config=None, optimizer: optax.GradientTransformation | None = None,
                  n_grad_samples: int = 10000, adapt: bool = True, grow: float = 1.25, shrink: float = 0.7,
                  min_radius: float | None = None, max_radius: float | None = None, tolerance: float = 2.0,
-                 constraint: Callable | None = None, sample_x: Callable | None = None,
+                 trust_region: str = "box", constraint: Callable | None = None, sample_x: Callable | None = None,
                  replay_cap: int = 300_000, seed: int = 0, progress: Callable[[str], None] | None = None):
         x0, self.bounds = check_start(x0, bounds, constraint, LGSOError)
         d = len(x0)
@@ -134,6 +137,9 @@ class LGSO:
         for name, v in (("radius", radius), ("grow", grow), ("shrink", shrink)):
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
                 raise LGSOError(f"{name} = {v!r}: must be a finite number > 0")
+        if trust_region not in ("box", "ball"):
+            raise LGSOError(f"trust_region = {trust_region!r}: must be 'box' or 'ball'")
+        self.trust_region = trust_region
         if not shrink < 1 or not grow >= 1:
             raise LGSOError(f"shrink = {shrink} must be < 1 and grow = {grow} >= 1")
         self.objective, self.y_dim, self.x_dim = objective, int(y_dim), int(x_dim)
@@ -235,6 +241,19 @@ class LGSO:
             return None
         return self._complete(pending)
 
+    def add_rows(self, psi, x, y) -> None:
+        """Add simulator rows to the replay without completing an iteration: a resumed run rebuilding the
+        replay of a restored state (:meth:`from_dict` without ``replay``), one call per original ``tell``
+        in the same order (the replay then matches the uninterrupted run's)."""
+        x = np.zeros((len(psi), 0)) if x is None else np.asarray(x, dtype=float).reshape(len(psi), self.x_dim)
+        self._replay.add(np.asarray(psi, dtype=float).reshape(-1, self.d), x,
+                         np.asarray(y, dtype=float).reshape(len(psi), self.y_dim))
+
+    @property
+    def model(self):
+        """The surrogate fitted in the last iteration (None before the first)."""
+        return self._model
+
     @staticmethod
     def _at(point, psi):
         """Rows of ``psi`` at ``point`` (to float32 rounding: simulators often run in single precision)."""
@@ -284,7 +303,8 @@ class LGSO:
             upd, self._opt_state = self.tx.update(jnp.asarray(grad, jnp.float32), self._opt_state,
                                                   jnp.asarray(self.centre, jnp.float32))
             raw = self.centre + np.asarray(upd, dtype=float)
-            proposal = project_step(self.centre, raw, self.radius, self.scale, self.bounds, self.constraint)
+            proposal = project_step(self.centre, raw, self.radius, self.scale, self.bounds, self.constraint,
+                                    norm="box" if self.trust_region == "box" else "l2")
             record.update(gradient=grad.tolist(), proposal=proposal.tolist(), converged=False, **info)
             self._previous = dict(centre=self.centre.tolist(), value=mean, sem=sem)
             self.centre = proposal
@@ -334,7 +354,7 @@ class LGSO:
 
     # ----------------------------------------------------------------------------------------- state
     _OPTIONS = ("y_dim", "x_dim", "n_points", "samples_per_point", "n_grad_samples", "adapt", "grow", "shrink",
-                "min_radius", "max_radius", "tolerance", "replay_cap", "seed")
+                "min_radius", "max_radius", "tolerance", "trust_region", "replay_cap", "seed")
 
     def to_dict(self, replay: bool = True) -> dict:
         """Plain-JSON state. The optax state is stored as its leaves (restored into the same optimiser)."""

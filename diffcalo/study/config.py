@@ -34,7 +34,8 @@ Layout of a study file (every key optional except where noted; defaults in the d
                                            # half-width in the technology's time resolutions (0: off)
 
     [optimizer]
-    kind = "gp"                            # "gp" or "random"
+    kind = "gp"                            # "gp" or "random" (a layout study); "lgso" or "gradient" (a
+                                           # continuous stack study, [continuous] below)
     evaluations = 16
     batch = 2                              # designs proposed at once (parallel workers)
     initial = 6
@@ -47,6 +48,24 @@ Layout of a study file (every key optional except where noted; defaults in the d
     kind = "inprocess"                     # "inprocess", "process" or "dask"
     workers = 1
     scheduler = ""                         # address of an existing Dask scheduler ("" = LocalCluster)
+
+    [continuous]                           # only with optimizer.kind = "lgso" or "gradient"
+    technology = "shashlik"                # the sampling stack whose layer thicknesses are optimised
+    absorber_mm = [0.3, 4.5]               # bounds of the absorber thickness per layer (default: 0.2-3 x
+    active_mm = [0.8, 12.0]                # the technology's), and of the active thickness
+    start = [1.5, 4.0]                     # the start (default: the technology's own thicknesses)
+    max_depth_mm = 0.0                     # layers x (absorber + active) <= this (0: the stack's own depth)
+    iterations = 15                        # L-GSO iterations / gradient steps
+    samples = 2000                         # photons simulated per design point (per call)
+    model = "flow"                         # lgso: the surrogate, "flow" (flow matching) or "gan"
+    radius = 0.2                           # lgso: trust-region half-width; gradient: the largest step
+    learning_rate = 0.1                    # Adam's, in units of the technology's own thicknesses
+    refit_every = 3                        # gradient: refit the calibration every this many steps
+
+Continuous studies (``optimizer.kind = "lgso"`` or ``"gradient"``, :mod:`diffcalo.study.continuous`)
+optimise the absorber and active thickness of one technology's layers for the photon energy resolution
+of a linear calibration (photons from ``samples.photon_energy``); the layout keys ([wall], [design],
+[budget]), the pi0 figure of merit and pile-up do not apply to them.
 
 Errors name the key, the value and what is allowed (:class:`~diffcalo.config.ConfigError`). A study
 file whose design space holds no design at all because even the cheapest design is over the budget is
@@ -80,7 +99,7 @@ from diffcalo.checks import fail as _fail
 from diffcalo.config import MAX_COLLISIONS, MAX_ENERGY_GEV, ConfigError, _read_toml, names_file
 
 __all__ = ["StudyConfig", "load_study_config", "study_config_from_dict", "study_config_from_flat",
-           "require_study_config", "cheapest_design", "FIGURES_OF_MERIT", "EXECUTORS", "OPTIMIZERS", "CELL_SIZE_ORDERS",
+           "require_study_config", "cheapest_design", "FIGURES_OF_MERIT", "EXECUTORS", "OPTIMIZERS", "CONTINUOUS_OPTIMIZERS", "CELL_SIZE_ORDERS",
            "MAX_TRAIN_PHOTONS", "MAX_SIGNAL_DECAYS"]
 
 FIGURES_OF_MERIT = {"pi0_resolution": "minimise", "pi0_width": "minimise", "bs_significance": "maximise"}
@@ -91,7 +110,13 @@ FIGURES_OF_MERIT = {"pi0_resolution": "minimise", "pi0_width": "minimise", "bs_s
 MAX_TRAIN_PHOTONS = 1_000_000
 MAX_SIGNAL_DECAYS = 500_000
 EXECUTORS = ("inprocess", "process", "dask")
-OPTIMIZERS = ("gp", "random")
+OPTIMIZERS = ("gp", "random", "lgso", "gradient")
+#: The optimisers of continuous stack studies (:mod:`diffcalo.study.continuous`).
+CONTINUOUS_OPTIMIZERS = ("lgso", "gradient")
+#: Flat names of the ``[continuous]`` keys (only written to a journal by continuous studies).
+CONTINUOUS_KEYS = ("stack_technology", "absorber_range", "active_range", "stack_start", "max_depth_mm", "iterations",
+                   "samples_per_point", "lgso_model", "radius", "learning_rate", "refit_every")
+LGSO_MODELS = ("flow", "gan")
 #: ``[optimizer] acquisition`` of the GP (surrogates.acquisition.ACQUISITIONS) and ``noise``
 #: (surrogates.bayesopt.NOISE_MODES): spelled out here so that loading a config imports no optimiser.
 ACQUISITIONS = ("nei", "log_ei", "ucb")
@@ -142,6 +167,22 @@ class StudyConfig:
     executor: str = "inprocess"
     workers: int = 1
     scheduler: str = ""
+    stack_technology: str = "shashlik"
+    absorber_range: tuple[float, ...] = ()
+    active_range: tuple[float, ...] = ()
+    stack_start: tuple[float, ...] = ()
+    max_depth_mm: float = 0.0
+    iterations: int = 15
+    samples_per_point: int = 2000
+    lgso_model: str = "flow"
+    radius: float = 0.2
+    learning_rate: float = 0.1
+    refit_every: int = 3
+
+    @property
+    def continuous(self) -> bool:
+        """Whether this is a continuous stack study (``optimizer.kind`` "lgso" or "gradient")."""
+        return self.optimizer in CONTINUOUS_OPTIMIZERS
 
     def as_dict(self) -> dict:
         """The flat, JSON-ready form (the journal stores it; :func:`study_config_from_flat` reads it back).
@@ -154,6 +195,11 @@ class StudyConfig:
             del d["cell_size_order"]
         if d["time_window_sigmas"] == 0.0:
             del d["time_window_sigmas"]
+        for k in CONTINUOUS_KEYS:          # layout studies: as before the keys existed
+            if self.continuous:
+                d[k] = list(d[k]) if isinstance(d[k], tuple) else d[k]
+            else:
+                del d[k]
         return d
 
 
@@ -175,9 +221,16 @@ _SECTIONS = {
     "optimizer": {"kind", "evaluations", "batch", "initial", "acquisition", "noise", "reevaluate_top",
                   "reevaluate_seeds"},
     "executor": {"kind", "workers", "scheduler"},
+    "continuous": {"technology", "absorber_mm", "active_mm", "start", "max_depth_mm", "iterations", "samples", "model",
+                   "radius", "learning_rate", "refit_every"},
 }
 _RENAME = {("budget", "total"): "budget", ("optimizer", "kind"): "optimizer", ("executor", "kind"): "executor",
-           ("wall", "layout"): "layout"}
+           ("wall", "layout"): "layout", ("continuous", "technology"): "stack_technology",
+           ("continuous", "absorber_mm"): "absorber_range", ("continuous", "active_mm"): "active_range",
+           ("continuous", "start"): "stack_start", ("continuous", "samples"): "samples_per_point",
+           ("continuous", "model"): "lgso_model"}
+#: TOML name of each flat [continuous] key, for error messages.
+_CONTINUOUS_TOML = {flat: f"continuous.{toml}" for (sec, toml), flat in _RENAME.items() if sec == "continuous"}
 
 
 def parse_option(text) -> tuple[str, float]:
@@ -296,13 +349,78 @@ def _validated(flat: dict) -> StudyConfig:
     check_int("executor.workers", d["workers"], 1, 1024)
     if not isinstance(d["scheduler"], str) or (d["scheduler"] and "://" not in d["scheduler"]):
         raise _fail("executor.scheduler", d["scheduler"], "an address string like 'tcp://host:8786' or ''")
+    _validated_continuous(d)
     return StudyConfig(**d)
+
+
+def _validated_continuous(d: dict) -> None:
+    """The [continuous] keys (in place): refused unless the optimiser is continuous; ranges, start and depth
+    checked against the technology."""
+    default = StudyConfig()
+    key = lambda k: _CONTINUOUS_TOML.get(k, f"continuous.{k}")      # noqa: E731
+    if d["optimizer"] not in CONTINUOUS_OPTIMIZERS:
+        norm = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v      # noqa: E731
+        given = [key(k) for k in CONTINUOUS_KEYS if norm(d[k]) != norm(getattr(default, k))]
+        if given:
+            raise _fail("optimizer.kind", d["optimizer"], f"'lgso' or 'gradient' for the [continuous] settings {given} "
+                        f"(the layout optimisers {', '.join(o for o in OPTIMIZERS if o not in CONTINUOUS_OPTIMIZERS)} "
+                        "search [design])")
+        return
+    from diffcalo.technologies import default_registry
+
+    reg = default_registry()
+    tech = d["stack_technology"]
+    if tech not in reg:
+        raise _fail(key("stack_technology"), tech, f"one of {', '.join(reg.available())}")
+    t = reg.get(tech)
+    if len(t.stack) != 1 or t.stack[0].absorber_mm <= 0:
+        ok = [n for n in reg.available() if len(reg.get(n).stack) == 1 and reg.get(n).stack[0].absorber_mm > 0]
+        raise _fail(key("stack_technology"), tech, "a sampling technology with one repeated layer type; "
+                    f"available: {', '.join(ok)}")
+    nominal = (float(t.stack[0].absorber_mm), float(t.stack[0].active_mm))
+    for k, nom in (("absorber_range", nominal[0]), ("active_range", nominal[1])):
+        v = d[k]
+        if v in ((), []):
+            d[k] = (0.2 * nom, 3.0 * nom)
+            continue
+        if not (isinstance(v, (list, tuple)) and len(v) == 2):
+            raise _fail(key(k), v, "[low, high] in mm with 0 < low < high")
+        lo = check_number(f"{key(k)}[0]", v[0], 0.0, 1000.0, strict=True, unit="mm")
+        hi = check_number(f"{key(k)}[1]", v[1], 0.0, 1000.0, strict=True, unit="mm")
+        if not lo < hi:
+            raise _fail(key(k), v, "[low, high] in mm with 0 < low < high")
+        d[k] = (lo, hi)
+    start = d["stack_start"]
+    if start in ((), []):
+        start = nominal
+    if not (isinstance(start, (list, tuple)) and len(start) == 2):
+        raise _fail(key("stack_start"), start, "[absorber_mm, active_mm]")
+    start = tuple(check_number(f"{key('stack_start')}[{i}]", v, 0.0, 1000.0, strict=True, unit="mm")
+                  for i, v in enumerate(start))
+    for i, k in enumerate(("absorber_range", "active_range")):
+        if not d[k][0] <= start[i] <= d[k][1]:
+            raise _fail(key("stack_start"), list(start), f"within {key(k)} = {list(d[k])}")
+    d["stack_start"] = start
+    layers = int(t.summary()["n_layers"])
+    d["max_depth_mm"] = check_number(key("max_depth_mm"), d["max_depth_mm"], 0.0, 1e5, unit="mm")
+    depth = d["max_depth_mm"] or layers * sum(nominal)
+    if layers * sum(start) > depth * (1 + 1e-9):
+        raise _fail(key("stack_start"), list(start), f"a stack within the depth limit: {layers} layers x "
+                    f"({start[0]:g} + {start[1]:g}) mm = {layers * sum(start):g} mm > {depth:g} mm")
+    check_int(key("iterations"), d["iterations"], 1, 10_000)
+    check_int(key("samples_per_point"), d["samples_per_point"], 100, 1_000_000)
+    check_choice(key("lgso_model"), d["lgso_model"], LGSO_MODELS)
+    d["radius"] = check_number(key("radius"), d["radius"], 0.0, 10.0, strict=True, unit="(fraction of the nominal thickness)")
+    d["learning_rate"] = check_number(key("learning_rate"), d["learning_rate"], 0.0, 10.0, strict=True)
+    check_int(key("refit_every"), d["refit_every"], 1, 10_000)
 
 
 def _within_reach(cfg: StudyConfig) -> StudyConfig:
     """``cfg`` if its cheapest design fits the budget, else a ConfigError naming budget.total and
     design.options. Checked on study files, not on a journal's stored config: a finished study's report
-    must still load if the technologies' costs change later."""
+    must still load if the technologies' costs change later. Continuous studies have no layout: passed."""
+    if cfg.continuous:
+        return cfg
     cost, option, split = cheapest_design(cfg)
     if cost > cfg.budget:
         how = "" if split else ", no split"

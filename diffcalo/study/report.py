@@ -331,6 +331,10 @@ def write_report(run_dir) -> pathlib.Path:
         recs, again = split_records(j)
         counts = j.counts()
     cfg = study_config_from_flat(flat, where=f"{run_dir}/journal.sqlite")
+    if cfg.continuous:
+        from diffcalo.study.continuous import write_continuous_report
+
+        return write_continuous_report(run_dir)
     fname = cfg.figure_of_merit
     minimize = FIGURES_OF_MERIT[fname] == "minimise"
     done = [r for r in recs if r["status"] == "done"]

@@ -336,8 +336,10 @@ def _reevaluate_top(cfg, journal, opt, next_batch, executor, objective, bar, log
     _run_batch(rows, journal, executor, objective, cfg, bar, opt, log)
 
 
-def _run_batch(rows, journal, executor, objective, cfg, bar, opt, log) -> None:
-    """Evaluate the unfinished rows of one batch, ``executor.workers`` at a time."""
+def _run_batch(rows, journal, executor, objective, cfg, bar, opt, log, keep=None) -> None:
+    """Evaluate the unfinished rows of one batch, ``executor.workers`` at a time. ``keep(eid, result)``, if
+    given, is called with each successful result before the journal marks it done (a continuous study
+    stores the simulator rows there)."""
     queue = [r for r in rows if r["status"] == "pending"]
     in_flight: dict = {}
     while queue or in_flight:
@@ -349,6 +351,8 @@ def _run_batch(rows, journal, executor, objective, cfg, bar, opt, log) -> None:
             eid = in_flight.pop(fut)
             res = _result_of(fut)
             if res["status"] == "done":
+                if keep is not None:
+                    keep(eid, res)
                 journal.finish(eid, fom=res["fom"], cost=res.get("cost"), metrics=res.get("metrics", {}),
                                timings=res.get("timings", {}), worker=res.get("worker", ""))
             else:

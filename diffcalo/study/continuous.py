@@ -1,0 +1,428 @@
+r"""Continuous stack studies: the absorber and active thickness of one technology's layers, optimised by
+L-GSO (``[optimizer] kind = "lgso"``, the simulator as a black box) or by direct gradients through the
+relaxed simulator (``kind = "gradient"``).
+
+The problem is :func:`diffcalo.design_gradient.stack_problem` for ``[continuous] technology``, photons
+log-uniform in ``[samples] photon_energy``: per photon, y = the 3 x 3 window energy of each readout
+section divided by E and x = (ln E, the impact offset in the cell); the frozen reconstruction is a linear
+calibration w of the section energies, and the objective is E (w . y - 1)^2 (the relative energy error
+squared: resolution squared plus bias squared, averaged over the spectrum). The depth limit
+``layers x (absorber + active) <= max_depth_mm`` is the known constraint every proposal meets.
+
+The optimisers work in units of the technology's own thicknesses (u = psi / psi_nominal, so ``radius``
+and ``learning_rate`` are fractions of them); the journal records every simulator call's design in mm.
+
+L-GSO (:class:`surrogates.lgso.LGSO`). Each iteration is one journal batch: the points it asks for
+(Latin hypercube in the trust region, the centre last), each simulated with ``samples`` photons by a
+worker (one evaluation per point; its fom is the point's self-calibrated rms of E_rec / E - 1). The rows
+are kept in ``calls/<id>.npz`` of the run directory. When the batch is done, the calibration is refitted
+on the centre's rows (the reconstruction retrained at every step, for free) and the optimiser told;
+the journal then stores the optimiser's state (meta ``iteration_<k>``: centre, radius, step accepted,
+the Adam state, the calibration) and ``surrogates/<k>.npz`` the trained surrogate's parameters.
+
+Gradient (:class:`surrogates.gradient.GradientDescent`). Each step is one evaluation: the worker computes
+the objective and its autodiff gradient at the design (4 independent batches: value and gradient with
+their standard errors), refitting the calibration first every ``refit_every`` steps (else using the last
+one, recorded in the evaluation's metrics).
+
+Resume (``--resume``) rebuilds the optimiser from the journal: L-GSO from the last stored state plus the
+replay reread from ``calls/`` batch by batch; the gradient run by re-telling its finished steps; an
+unfinished batch is completed (the rows that were running are queued again), so the resumed run
+proposes exactly what the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import pathlib
+
+import numpy as np
+
+from diffcalo.errors import StudyError
+from diffcalo.study.config import StudyConfig, require_study_config
+
+__all__ = ["run_continuous", "simulate_call", "gradient_call", "stack_of", "continuous_summary"]
+
+PARAMETERS = ("absorber_mm", "active_mm")
+
+
+@functools.lru_cache(maxsize=8)
+def _stack(technology, energy, max_depth_mm, bounds):
+    import dataclasses
+
+    from diffcalo.design_gradient import stack_problem
+
+    prob = stack_problem(technology, energy_gev=energy, max_depth_mm=max_depth_mm or None)
+    return dataclasses.replace(prob, bounds=bounds)
+
+
+def stack_of(config: StudyConfig):
+    """The :class:`~diffcalo.design_gradient.StackProblem` of a continuous study (cached per process)."""
+    cfg = require_study_config(config)
+    return _stack(cfg.stack_technology, tuple(cfg.photon_energy), float(cfg.max_depth_mm),
+                  (tuple(cfg.absorber_range), tuple(cfg.active_range)))
+
+
+def _psi(design) -> np.ndarray:
+    return np.array([float(design[k]) for k in PARAMETERS])
+
+
+def _design(psi) -> dict:
+    return {k: float(v) for k, v in zip(PARAMETERS, psi)}
+
+
+def _calibration(y) -> np.ndarray:
+    """Least-squares section weights w with w . y ~ 1 (the linear reconstruction)."""
+    w, *_ = np.linalg.lstsq(np.asarray(y, float), np.ones(len(y)), rcond=None)
+    return w
+
+
+def simulate_call(config: StudyConfig, design: dict, seed: int) -> dict:
+    """One L-GSO simulator call (a worker): ``samples`` photons at the design; the rows come back with the
+    point's self-calibrated rms of E_rec / E - 1 as its fom."""
+    import jax
+
+    cfg = require_study_config(config)
+    prob = stack_of(cfg)
+    _, x, y = prob.simulate_rows(jax.random.key(seed), _psi(design), cfg.samples_per_point)
+    w = _calibration(y)
+    rms = float(np.sqrt(np.mean((y @ w - 1.0) ** 2)))
+    return dict(fom=rms, cost=None, metrics=dict(rms=rms, response=float(np.mean(y.sum(axis=1)))),
+                rows=dict(x=np.asarray(x, np.float32), y=np.asarray(y, np.float32)))
+
+
+def gradient_call(config: StudyConfig, design: dict, seed: int, calibration=None) -> dict:
+    """One gradient step's evaluation (a worker): the objective and its autodiff gradient in mm at the
+    design, with the calibration refitted first when ``calibration`` is None."""
+    import jax
+
+    cfg = require_study_config(config)
+    prob = stack_of(cfg)
+    key = jax.random.key(seed)
+    n = cfg.samples_per_point
+    psi = _psi(design)
+    cal = prob.fit_calibration(psi, jax.random.fold_in(key, 1), n) if calibration is None else np.asarray(calibration)
+    value, value_err, grad, grad_err = prob.gradient_with_error(psi, cal, jax.random.fold_in(key, 2), n)
+    if not (math.isfinite(value) and np.all(np.isfinite(grad))):
+        raise FloatingPointError(f"objective {value!r}, gradient {grad.tolist()} at {design}")
+    return dict(fom=float(value), cost=None,
+                metrics=dict(value_err=value_err, gradient=grad.tolist(), gradient_err=grad_err.tolist(),
+                             calibration=np.asarray(cal, float).tolist(), refit=calibration is None))
+
+
+def _space(cfg):
+    """(nominal psi, start u, bounds in u, constraint in u) of a continuous study."""
+    prob = stack_of(cfg)
+    nominal = np.asarray(prob.psi0, float)
+    bounds = np.array([cfg.absorber_range, cfg.active_range], float) / nominal[:, None]
+    u0 = np.asarray(cfg.stack_start, float) / nominal
+
+    def constraint(u):
+        return prob.depth_constraint(np.asarray(u) * nominal)
+
+    return nominal, u0, bounds, constraint
+
+
+def run_continuous(cfg: StudyConfig, run_dir, *, resume: bool = False, executor=None, progress: bool = True,
+                   log=print, objective=None):
+    """Run (or resume) a continuous study into ``run_dir`` (journal.sqlite, config.json, calls/,
+    surrogates/); returns the open journal. ``objective`` replaces the worker function (tests)."""
+    from diffcalo.study.executors import make_executor
+    from diffcalo.study.lock import RunLock
+    from diffcalo.study.runner import _open_journal
+
+    cfg = require_study_config(cfg)
+    if not cfg.continuous:
+        raise StudyError(f"optimizer.kind = {cfg.optimizer!r}: run_continuous runs 'lgso' or 'gradient' studies")
+    run_dir = pathlib.Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise StudyError(f"{run_dir}: is a file, not a run directory; choose another output directory")
+    with RunLock(run_dir, log=log):
+        own = executor is None
+        executor = executor or make_executor(cfg.executor, cfg.workers, cfg.scheduler, log=log)
+        try:
+            journal = _open_journal(cfg.as_dict(), run_dir, None, resume, log)
+            try:
+                drive = _drive_lgso if cfg.optimizer == "lgso" else _drive_gradient
+                drive(cfg, journal, run_dir, executor, progress, log, objective)
+            except BaseException:
+                journal.close()
+                raise
+        finally:
+            if own:
+                executor.close()
+    return journal
+
+
+def _batches(journal) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {}
+    for r in journal.records():
+        out.setdefault(r["batch"], []).append(r)
+    return out
+
+
+def _seed(cfg, batch, j) -> int:
+    return (cfg.seed * 1_000_003 + batch * 1009 + j) % (2 ** 31 - 1)
+
+
+def _bar(cfg, total, initial, progress, unit):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=cfg.name, unit=unit, disable=not progress)
+
+
+def _rows_of(run_dir, rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    psi, xs, ys = [], [], []
+    for r in rows:
+        path = run_dir / "calls" / f"{r['id']:06d}.npz"
+        try:
+            with np.load(path) as f:
+                x, y = f["x"], f["y"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise StudyError(f"{path}: the rows of evaluation {r['id']} cannot be read ({exc}); the journal "
+                             "says it is done: start a new run directory") from None
+        psi.append(np.repeat(_psi(r["design"])[None], len(y), axis=0))
+        xs.append(x)
+        ys.append(y)
+    return np.concatenate(psi), np.concatenate(xs), np.concatenate(ys)
+
+
+def _keep_rows(run_dir):
+    def keep(eid, res):
+        import io
+
+        from diffcalo.io import write_bytes_atomic
+
+        rows = res.pop("rows")
+        buf = io.BytesIO()
+        np.savez(buf, x=rows["x"], y=rows["y"])
+        (run_dir / "calls").mkdir(exist_ok=True)
+        write_bytes_atomic(run_dir / "calls" / f"{eid:06d}.npz", buf.getvalue())
+    return keep
+
+
+def _run_rows(rows, journal, executor, fn, cfg, bar, log, keep=None):
+    from diffcalo.study.runner import _run_batch
+
+    _run_batch(rows, journal, executor, fn, cfg, bar, None, log, keep=keep)
+    ids = {r["id"] for r in rows}
+    return [r for r in journal.records() if r["id"] in ids]
+
+
+def _same_points(rows, points, where) -> None:
+    got = np.array([_psi(r["design"]) for r in rows])
+    if got.shape != points.shape or not np.allclose(got, points, rtol=1e-9, atol=1e-12):
+        raise StudyError(f"{where}: the journal's designs differ from what the optimiser proposes on replay "
+                         "(the journal was edited, or the config or diffcalo changed); start a new run directory")
+
+
+def _drive_lgso(cfg, journal, run_dir, executor, progress, log, objective) -> None:
+    import optax
+
+    from surrogates.lgso import LGSO
+
+    prob = stack_of(cfg)
+    nominal, u0, bounds, constraint = _space(cfg)
+    fn = objective or simulate_call
+    opts = dict(optimizer=optax.adam(cfg.learning_rate), constraint=constraint,
+                progress=(lambda m: log(m)) if progress else None)
+    batches = _batches(journal)
+    done_states = sorted(int(k) for k in range(len(batches)) if journal.get_meta(f"iteration_{k:04d}") is not None)
+    if done_states:
+        last = done_states[-1]
+        meta = journal.get_meta(f"iteration_{last:04d}")
+        opt = LGSO.from_dict(meta["state"], prob.objective(meta["calibration"]), **opts)
+        for k in range(last + 1):
+            opt.add_rows(*_told(cfg, run_dir, batches[k], nominal))
+        start = last + 1
+        log(f"resume: L-GSO restored after iteration {last} (centre {_design(opt.centre * nominal)})")
+    else:
+        opt = LGSO(u0, prob.objective(np.ones(prob.n_sections)), y_dim=prob.n_sections, x_dim=3,
+                   bounds=bounds, radius=cfg.radius, samples_per_point=cfg.samples_per_point, model=cfg.lgso_model,
+                   seed=cfg.seed, **opts)
+        start = 0
+    per = opt.n_points + 1
+    bar = _bar(cfg, cfg.iterations * per, sum(r["status"] in ("done", "failed") for r in journal.records()), progress,
+               "call")
+    keep = _keep_rows(run_dir)
+    try:
+        for k in range(start, cfg.iterations):
+            if opt.converged:
+                log(f"L-GSO converged after iteration {k - 1}: three steps rejected at the smallest trust region")
+                break
+            points = opt.ask()
+            if k in batches:
+                rows = batches[k]
+                _same_points(rows, points * nominal, f"{journal.path} batch {k}")
+            else:
+                journal.add([_design(p * nominal) for p in points], [_seed(cfg, k, j) for j in range(len(points))],
+                            batch=k)
+                rows = [r for r in journal.records() if r["batch"] == k]
+            rows = _run_rows(rows, journal, executor, fn, cfg, bar, log, keep=keep)
+            psi_u, x, y = _told(cfg, run_dir, rows, nominal)
+            centre = rows[-1]
+            if centre["status"] != "done":
+                raise StudyError(f"evaluation {centre['id']} (the trust region's centre, iteration {k}) failed: "
+                                 f"{centre.get('error')}; the step cannot be judged without it")
+            _, _, yc = _rows_of(run_dir, [centre])
+            cal = _calibration(yc)
+            opt.set_objective(prob.objective(cal))
+            record = opt.tell(psi_u, x, y)
+            if record is None:
+                raise StudyError(f"iteration {k}: the optimiser did not complete (the centre's rows were not told)")
+            journal.set_meta(f"iteration_{k:04d}", dict(state=opt.to_dict(replay=False), calibration=cal.tolist(),
+                                                        record=_plain(record, nominal)))
+            if opt.model is not None:
+                (run_dir / "surrogates").mkdir(exist_ok=True)
+                np.savez(run_dir / "surrogates" / f"{k:04d}.npz",
+                         *[np.asarray(v, np.float32) for v in opt.model.state_dict()["leaves"]])
+            bar.set_postfix_str(f"objective {record['value']:.3g} ± {record['sem']:.1g}")
+    finally:
+        bar.close()
+
+
+def _told(cfg, run_dir, rows, nominal):
+    """The done rows of one batch as (u, x, y) in journal order."""
+    ok = [r for r in rows if r["status"] == "done"]
+    psi, x, y = _rows_of(run_dir, ok)
+    return psi / nominal, x, y
+
+
+def _plain(record, nominal) -> dict:
+    """An L-GSO iteration record with the centre and proposal also in mm."""
+    out = {k: v for k, v in record.items() if k not in ("gradient",)}
+    out["gradient_u"] = record.get("gradient")
+    out["centre_mm"] = (np.asarray(record["centre"]) * nominal).tolist()
+    out["proposal_mm"] = (np.asarray(record["proposal"]) * nominal).tolist()
+    return out
+
+
+def _drive_gradient(cfg, journal, run_dir, executor, progress, log, objective) -> None:
+    import optax
+
+    from surrogates.gradient import GradientDescent
+
+    nominal, u0, bounds, constraint = _space(cfg)
+    opt = GradientDescent(u0, optimizer=optax.adam(cfg.learning_rate), bounds=bounds, max_step=cfg.radius,
+                          constraint=constraint)
+    fn = objective or gradient_call
+    batches = _batches(journal)
+    calibration = None
+    bar = _bar(cfg, cfg.iterations, sum(r["status"] in ("done", "failed") for r in journal.records()), progress, "step")
+    try:
+        for k in range(cfg.iterations):
+            refit = k % cfg.refit_every == 0 or calibration is None
+            if k in batches:
+                rows = batches[k]
+                _same_points(rows, opt.ask()[None] * nominal, f"{journal.path} step {k}")
+            else:
+                journal.add([_design(opt.ask() * nominal)], [_seed(cfg, k, 0)], batch=k)
+                rows = [r for r in journal.records() if r["batch"] == k]
+            if rows[0]["status"] != "done":
+                rows = _run_rows(rows, journal, executor,
+                                 functools.partial(fn, calibration=None if refit else list(calibration)), cfg, bar, log)
+            r = rows[0]
+            if r["status"] != "done":
+                raise StudyError(f"evaluation {r['id']} (step {k}) failed: {r.get('error')}")
+            calibration = r["metrics"]["calibration"]
+            grad_u = np.asarray(r["metrics"]["gradient"]) * nominal
+            opt.tell(opt.ask(), r["fom"], grad_u)
+            bar.set_postfix_str(f"objective {r['fom']:.3g} ± {r['metrics']['value_err']:.1g}")
+    finally:
+        bar.close()
+
+
+def continuous_summary(journal) -> dict:
+    """The path of a continuous study: per iteration the centre (mm), the objective at it with its
+    standard error, and whether the step was accepted (L-GSO) or the gradient (gradient runs)."""
+    from diffcalo.study.config import study_config_from_flat
+
+    cfg = study_config_from_flat(journal.config)
+    path = []
+    if cfg.optimizer == "lgso":
+        k = 0
+        while (meta := journal.get_meta(f"iteration_{k:04d}")) is not None:
+            rec = meta["record"]
+            path.append(dict(iteration=k, design=_design(rec["centre_mm"]), value=rec["value"], sem=rec["sem"],
+                             accepted=rec["accepted"], radius=rec["radius"], calibration=meta["calibration"]))
+            k += 1
+    else:
+        for r in journal.records("done"):
+            path.append(dict(iteration=r["batch"], design=r["design"], value=r["fom"], sem=r["metrics"]["value_err"],
+                             gradient=r["metrics"]["gradient"], calibration=r["metrics"]["calibration"]))
+    return dict(config=cfg, path=path, calls=len(journal.records("done")))
+
+
+def rms_label(value: float, sem: float) -> str:
+    """The objective E (E_rec/E - 1)^2 as its square root in per cent with the propagated error:
+    "rms E_rec/E - 1 = 4.37 ± 0.22 %"."""
+    from diffcalo.metrics import format_measurement
+
+    r = math.sqrt(max(value, 0.0))
+    return f"rms E_rec/E - 1 = {format_measurement(100 * r, 100 * sem / (2 * r) if r > 0 else math.inf)} %"
+
+
+def write_continuous_report(run_dir) -> pathlib.Path:
+    """report.md and path.png of a continuous study: the objective (with its standard error) at each
+    iteration's centre, and the path on the (absorber, active) plane with the depth limit and bounds."""
+    import matplotlib.pyplot as plt
+
+    from diffcalo.io import write_text_atomic
+    from diffcalo.metrics import format_measurement
+    from diffcalo.plotting import _save
+    from diffcalo.study.runner import load_journal
+
+    run_dir = pathlib.Path(run_dir)
+    with load_journal(run_dir) as j:
+        s = continuous_summary(j)
+    cfg, path = s["config"], s["path"]
+    prob = stack_of(cfg)
+    what = ("L-GSO (a " + {"flow": "flow-matching", "gan": "Cramér-GAN"}[cfg.lgso_model] + " surrogate)"
+            if cfg.optimizer == "lgso" else "gradient descent through the relaxed simulator")
+    lines = [f"# Continuous study report: {cfg.name}", "",
+             f"The absorber and active thickness of every {cfg.stack_technology} layer ({prob.n_layers} layers, depth "
+             f"<= {prob.max_depth_mm:g} mm), optimised by {what} for the photon energy resolution of a linear "
+             f"calibration of the section energies: objective E (E_rec / E - 1)^2 (resolution squared plus bias "
+             f"squared) for photons of {cfg.photon_energy[0]:g}-{cfg.photon_energy[1]:g} GeV, "
+             f"{cfg.samples_per_point} per simulator call; {s['calls']} calls.", ""]
+    if not path:
+        lines.append("No completed iteration yet.")
+        return write_text_atomic(run_dir / "report.md", "\n".join(lines) + "\n")
+    lines += ["| iteration | absorber (mm) | active (mm) | objective (10^-3) | rms E_rec/E - 1 (%) |" +
+              (" step |" if cfg.optimizer == "lgso" else ""),
+              "|---:|---:|---:|---:|---:|" + ("---|" if cfg.optimizer == "lgso" else "")]
+    for p in path:
+        rms = math.sqrt(max(p["value"], 0.0))
+        lines.append(f"| {p['iteration']} | {p['design']['absorber_mm']:.3f} | {p['design']['active_mm']:.3f} | "
+                     f"{format_measurement(1e3 * p['value'], 1e3 * p['sem'])} | "
+                     f"{format_measurement(100 * rms, 100 * p['sem'] / (2 * rms) if rms else math.inf)} |" +
+                     (f" {'accepted' if p['accepted'] else 'rejected'} |" if cfg.optimizer == "lgso" else ""))
+    first, last = path[0], path[-1]
+    diff = first["value"] - last["value"]
+    err = math.hypot(first["sem"], last["sem"])
+    verdict = (f"better than the start by {format_measurement(1e3 * diff, 1e3 * err)} x 10^-3 ({diff / err:.1f} sigma)"
+               if err > 0 and diff > 3 * err else
+               f"a tie with the start (difference {format_measurement(1e3 * diff, 1e3 * err)} x 10^-3, below 3 sigma)")
+    lines += ["", f"Start: {rms_label(first['value'], first['sem'])}. Last centre: absorber "
+              f"{last['design']['absorber_mm']:.3f} mm, active {last['design']['active_mm']:.3f} mm, "
+              f"{rms_label(last['value'], last['sem'])}: {verdict}.", "", "![path](path.png)", ""]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    it = [p["iteration"] for p in path]
+    a1.errorbar(it, [p["value"] for p in path], yerr=[p["sem"] for p in path], marker="o", ms=3, capsize=2)
+    a1.set_xlabel("iteration")
+    a1.set_ylabel("objective E (E_rec/E - 1)^2 at the centre")
+    pa = np.array([[p["design"]["absorber_mm"], p["design"]["active_mm"]] for p in path])
+    a2.plot(pa[:, 0], pa[:, 1], "-o", ms=3)
+    a2.plot(*pa[0], "gs", label="start")
+    a2.plot(*pa[-1], "r*", ms=10, label="last centre")
+    ab = np.linspace(*cfg.absorber_range, 50)
+    a2.plot(ab, prob.max_depth_mm / prob.n_layers - ab, "k--", lw=1, label="depth limit")
+    a2.set_xlim(*cfg.absorber_range)
+    a2.set_ylim(*cfg.active_range)
+    a2.set_xlabel("absorber per layer (mm)")
+    a2.set_ylabel("active per layer (mm)")
+    a2.legend(fontsize=8)
+    fig.suptitle(f"{cfg.name}: {cfg.optimizer}, {cfg.stack_technology}")
+    _save(fig, run_dir / "path.png")
+    return write_text_atomic(run_dir / "report.md", "\n".join(lines) + "\n")
