@@ -168,10 +168,12 @@ def study_keys() -> list[Key]:
         CELL_SIZE_ORDERS,
         EXECUTORS,
         FIGURES_OF_MERIT,
+        LGSO_MODELS,
         MAX_SIGNAL_DECAYS,
         MAX_TRAIN_PHOTONS,
         NOISE_MODES,
         OPTIMIZERS,
+        STACK_BACKENDS,
     )
 
     quoted = lambda names: ", ".join(f'"{n}"' for n in names)
@@ -219,7 +221,9 @@ def study_keys() -> list[Key]:
             "in the technology's time resolution sigma_t(E); cells outside it are dropped before training and "
             "reconstruction (with pile-up only). 0 switches it off; a journal without the key had it off."),
         Key("optimizer.kind", "optimizer", "string", quoted(OPTIMIZERS), "",
-            "gp: Gaussian-process Bayesian optimisation; random: random search."),
+            "gp: Gaussian-process Bayesian optimisation; random: random search (both search [design]); lgso: local "
+            "generative surrogate optimisation, gradient: gradient descent through the relaxed simulator (both "
+            "optimise [continuous], a stack's layer thicknesses)."),
         Key("optimizer.evaluations", "evaluations", "integer", "1 ... 100000", "designs", "Designs evaluated in total."),
         Key("optimizer.batch", "batch", "integer", "1 ... 1024", "designs",
             "Designs proposed at once (evaluated in parallel by the workers)."),
@@ -241,6 +245,30 @@ def study_keys() -> list[Key]:
         Key("executor.workers", "workers", "integer", "1 ... 1024", "processes", "Parallel workers."),
         Key("executor.scheduler", "scheduler", "string", '"" or an address like "tcp://host:8786"', "",
             'An existing Dask scheduler ("" starts a local cluster).'),
+        Key("continuous.technology", "stack_technology", "string", "a sampling technology with one layer type", "",
+            "Continuous studies (optimizer.kind lgso / gradient): the technology whose absorber and active "
+            "thickness per layer are optimised for the photon energy resolution of a linear calibration."),
+        Key("continuous.backend", "stack_backend", "string", quoted(STACK_BACKENDS), "",
+            "The simulator of a continuous study: the relaxed parametric one, or Geant4 as a black box (lgso only)."),
+        Key("continuous.absorber_mm", "absorber_range", "[low, high]", "0 < low < high", "mm",
+            "Bounds of the absorber thickness per layer ([] : 0.2-3 x the technology's)."),
+        Key("continuous.active_mm", "active_range", "[low, high]", "0 < low < high", "mm",
+            "Bounds of the active thickness per layer ([] : 0.2-3 x the technology's)."),
+        Key("continuous.start", "stack_start", "[absorber, active]", "within the bounds and the depth limit", "mm",
+            "The start ([] : the technology's own thicknesses)."),
+        Key("continuous.max_depth_mm", "max_depth_mm", "float", ">= 0", "mm",
+            "Depth limit: layers x (absorber + active) <= it (0: the stack's own depth), met by every proposal."),
+        Key("continuous.iterations", "iterations", "integer", "1 ... 10000", "", "L-GSO iterations / gradient steps."),
+        Key("continuous.samples", "samples_per_point", "integer", "100 ... 1000000", "photons",
+            "Photons simulated per design point (one simulator call)."),
+        Key("continuous.model", "lgso_model", "string", quoted(LGSO_MODELS), "",
+            "lgso: the conditional surrogate, flow matching or the paper's Cramér GAN."),
+        Key("continuous.radius", "radius", "float", "0 ... 10", "x nominal thickness",
+            "lgso: half-width of the trust-region box; gradient: the largest step."),
+        Key("continuous.learning_rate", "learning_rate", "float", "0 ... 10", "x nominal thickness",
+            "Adam's learning rate (in units of the technology's own thicknesses)."),
+        Key("continuous.refit_every", "refit_every", "integer", "1 ... 10000", "steps",
+            "gradient: refit the linear calibration every this many steps (lgso refits it at every iteration)."),
     ]
 
 

@@ -51,6 +51,8 @@ Layout of a study file (every key optional except where noted; defaults in the d
 
     [continuous]                           # only with optimizer.kind = "lgso" or "gradient"
     technology = "shashlik"                # the sampling stack whose layer thicknesses are optimised
+    backend = "parametric"                 # the simulator: "parametric" (relaxed) or "geant4" (the black box;
+                                           # lgso only: Geant4 gives no gradients)
     absorber_mm = [0.3, 4.5]               # bounds of the absorber thickness per layer (default: 0.2-3 x
     active_mm = [0.8, 12.0]                # the technology's), and of the active thickness
     start = [1.5, 4.0]                     # the start (default: the technology's own thicknesses)
@@ -114,9 +116,10 @@ OPTIMIZERS = ("gp", "random", "lgso", "gradient")
 #: The optimisers of continuous stack studies (:mod:`diffcalo.study.continuous`).
 CONTINUOUS_OPTIMIZERS = ("lgso", "gradient")
 #: Flat names of the ``[continuous]`` keys (only written to a journal by continuous studies).
-CONTINUOUS_KEYS = ("stack_technology", "absorber_range", "active_range", "stack_start", "max_depth_mm", "iterations",
+CONTINUOUS_KEYS = ("stack_technology", "stack_backend", "absorber_range", "active_range", "stack_start", "max_depth_mm", "iterations",
                    "samples_per_point", "lgso_model", "radius", "learning_rate", "refit_every")
 LGSO_MODELS = ("flow", "gan")
+STACK_BACKENDS = ("parametric", "geant4")
 #: ``[optimizer] acquisition`` of the GP (surrogates.acquisition.ACQUISITIONS) and ``noise``
 #: (surrogates.bayesopt.NOISE_MODES): spelled out here so that loading a config imports no optimiser.
 ACQUISITIONS = ("nei", "log_ei", "ucb")
@@ -168,6 +171,7 @@ class StudyConfig:
     workers: int = 1
     scheduler: str = ""
     stack_technology: str = "shashlik"
+    stack_backend: str = "parametric"
     absorber_range: tuple[float, ...] = ()
     active_range: tuple[float, ...] = ()
     stack_start: tuple[float, ...] = ()
@@ -221,11 +225,12 @@ _SECTIONS = {
     "optimizer": {"kind", "evaluations", "batch", "initial", "acquisition", "noise", "reevaluate_top",
                   "reevaluate_seeds"},
     "executor": {"kind", "workers", "scheduler"},
-    "continuous": {"technology", "absorber_mm", "active_mm", "start", "max_depth_mm", "iterations", "samples", "model",
+    "continuous": {"technology", "backend", "absorber_mm", "active_mm", "start", "max_depth_mm", "iterations", "samples", "model",
                    "radius", "learning_rate", "refit_every"},
 }
 _RENAME = {("budget", "total"): "budget", ("optimizer", "kind"): "optimizer", ("executor", "kind"): "executor",
            ("wall", "layout"): "layout", ("continuous", "technology"): "stack_technology",
+           ("continuous", "backend"): "stack_backend",
            ("continuous", "absorber_mm"): "absorber_range", ("continuous", "active_mm"): "active_range",
            ("continuous", "start"): "stack_start", ("continuous", "samples"): "samples_per_point",
            ("continuous", "model"): "lgso_model"}
@@ -359,6 +364,9 @@ def _validated_continuous(d: dict) -> None:
     default = StudyConfig()
     key = lambda k: _CONTINUOUS_TOML.get(k, f"continuous.{k}")      # noqa: E731
     if d["optimizer"] not in CONTINUOUS_OPTIMIZERS:
+        for k in ("absorber_range", "active_range", "stack_start"):
+            if isinstance(d[k], list):
+                d[k] = tuple(d[k])
         norm = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v      # noqa: E731
         given = [key(k) for k in CONTINUOUS_KEYS if norm(d[k]) != norm(getattr(default, k))]
         if given:
@@ -407,6 +415,10 @@ def _validated_continuous(d: dict) -> None:
     if layers * sum(start) > depth * (1 + 1e-9):
         raise _fail(key("stack_start"), list(start), f"a stack within the depth limit: {layers} layers x "
                     f"({start[0]:g} + {start[1]:g}) mm = {layers * sum(start):g} mm > {depth:g} mm")
+    check_choice(key("stack_backend"), d["stack_backend"], STACK_BACKENDS)
+    if d["stack_backend"] == "geant4" and d["optimizer"] != "lgso":
+        raise _fail(key("stack_backend"), d["stack_backend"], f"'parametric' for optimizer.kind = {d['optimizer']!r} "
+                    "(Geant4 gives no gradients; use optimizer.kind = 'lgso')")
     check_int(key("iterations"), d["iterations"], 1, 10_000)
     check_int(key("samples_per_point"), d["samples_per_point"], 100, 1_000_000)
     check_choice(key("lgso_model"), d["lgso_model"], LGSO_MODELS)

@@ -42,7 +42,8 @@ import numpy as np
 from diffcalo.errors import StudyError
 from diffcalo.study.config import StudyConfig, require_study_config
 
-__all__ = ["run_continuous", "simulate_call", "gradient_call", "stack_of", "continuous_summary"]
+__all__ = ["run_continuous", "simulate_call", "gradient_call", "geant4_rows", "stack_of", "continuous_summary",
+           "write_continuous_report", "rms_label"]
 
 PARAMETERS = ("absorber_mm", "active_mm")
 
@@ -78,14 +79,40 @@ def _calibration(y) -> np.ndarray:
     return w
 
 
-def simulate_call(config: StudyConfig, design: dict, seed: int) -> dict:
-    """One L-GSO simulator call (a worker): ``samples`` photons at the design; the rows come back with the
-    point's self-calibrated rms of E_rec / E - 1 as its fom."""
-    import jax
+def geant4_rows(config: StudyConfig, psi, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Geant4 as the black box: n photons (log-uniform in the study's energies, uniform impact in the
+    central cell, normal incidence) in the stack with thicknesses psi (mm); x = (ln E, dx / cell,
+    dy / cell), y = the 3 x 3 window's energy in the active medium per readout section divided by E (no
+    EM-scale factor: the linear calibration absorbs it). Runs in this process (a study worker)."""
+    from diffcalo.geant4.backend import run_geant4
 
     cfg = require_study_config(config)
     prob = stack_of(cfg)
-    _, x, y = prob.simulate_rows(jax.random.key(seed), _psi(design), cfg.samples_per_point)
+    rng = np.random.default_rng([int(seed), 0x6E4])
+    lo, hi = (math.log(e) for e in cfg.photon_energy)
+    loge = rng.uniform(lo, hi, n)
+    off = rng.uniform(-0.5, 0.5, (n, 2))
+    tech = prob.detector.technologies[prob.region].with_thickness(absorber_mm=float(psi[0]), active_mm=float(psi[1]))
+    e = np.exp(loge)
+    parts = dict(pid=np.full(n, 22), energy=e, x=off[:, 0] * prob.cell_mm, y=off[:, 1] * prob.cell_mm,
+                 tx=np.zeros(n), ty=np.zeros(n))
+    out = run_geant4(tech, prob.cell_mm, parts, seed=int(seed), window=prob.window, executor="inprocess",
+                     progress=False)
+    y = out["cells"].sum(axis=(2, 3)) / e[:, None]
+    return np.concatenate([loge[:, None], off], axis=1), y
+
+
+def simulate_call(config: StudyConfig, design: dict, seed: int) -> dict:
+    """One L-GSO simulator call (a worker): ``samples`` photons at the design (the parametric simulator
+    or Geant4, ``[continuous] backend``); the rows come back with the point's self-calibrated rms of
+    E_rec / E - 1 as its fom."""
+    import jax
+
+    cfg = require_study_config(config)
+    if cfg.stack_backend == "geant4":
+        x, y = geant4_rows(cfg, _psi(design), cfg.samples_per_point, seed)
+    else:
+        _, x, y = stack_of(cfg).simulate_rows(jax.random.key(seed), _psi(design), cfg.samples_per_point)
     w = _calibration(y)
     rms = float(np.sqrt(np.mean((y @ w - 1.0) ** 2)))
     return dict(fom=rms, cost=None, metrics=dict(rms=rms, response=float(np.mean(y.sum(axis=1)))),
