@@ -15,6 +15,13 @@ spectrum. A least-squares fit is stationary in w at its optimum, so at the refer
 derivative in psi with w frozen is the total derivative (the argument of DESIGN.md for the
 reconstruction networks); away from it the calibration is refitted every few steps.
 
+A non-linear reconstruction (:meth:`StackProblem.fit_network`): a Flax NNX network E_rec = e_sum
+exp(f_theta(standardised log section energies)), trained with optax under jit on the same squared
+relative error; it corrects the energy-dependent response (leakage grows with energy) that a linear
+calibration cannot. Its loss is stationary in theta at the trained optimum just as the linear fit's is
+in w, so the frozen network's design gradient is the total one to first order; the calibration argument
+of every method below accepts either (a weight array or a :class:`NetCalibration`).
+
 Two views of the same expected objective:
 
 - :meth:`StackProblem.expected` (and its ``jax.value_and_grad``): a Monte Carlo average over ``n``
@@ -31,6 +38,7 @@ The depth constraint ``n_layers (absorber + active) <= max_depth_mm`` is :meth:`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -43,7 +51,55 @@ from diffcalo.particles import Particles
 from diffcalo.simulation.simulator import simulate
 from diffcalo.technologies import Registry, get
 
-__all__ = ["StackProblem", "stack_problem"]
+__all__ = ["StackProblem", "stack_problem", "NetCalibration", "relative_energy"]
+
+
+@jax.tree_util.register_pytree_node_class
+class NetCalibration:
+    """A trained energy network (a pytree: its parameters are leaves, the graph definition static):
+    E_rec / e_sum = exp(f(z)), z the section energies' logs standardised by ``mu`` and ``sd``."""
+
+    def __init__(self, graphdef, state, mu, sd):
+        self.graphdef, self.state, self.mu, self.sd = graphdef, state, mu, sd
+
+    def tree_flatten(self):
+        return (self.state, self.mu, self.sd), self.graphdef
+
+    @classmethod
+    def tree_unflatten(cls, graphdef, children):
+        return cls(graphdef, *children)
+
+    def energy(self, e):
+        """Reconstructed energy from measured section energies e (..., S), GeV."""
+        from flax import nnx
+
+        total = jnp.sum(e, axis=-1)
+        z = (jnp.log(jnp.maximum(e, 1e-6)) - self.mu) / self.sd
+        return total * jnp.exp(nnx.merge(self.graphdef, self.state)(z)[..., 0])
+
+
+def relative_energy(calibration, y, x):
+    """E_rec / E of one cluster (y = section energies / E, x = (ln E, ...)): w . y for a weight array,
+    the network's E_rec / E for a :class:`NetCalibration`."""
+    if isinstance(calibration, NetCalibration):
+        e_true = jnp.exp(x[0])
+        return calibration.energy(y * e_true) / e_true
+    return jnp.dot(calibration, y)
+
+
+def _energy_net(n_in, hidden, rngs):
+    from flax import nnx
+
+    class EnergyNet(nnx.Module):
+        def __init__(self):
+            self.l1 = nnx.Linear(n_in, hidden, rngs=rngs)
+            self.l2 = nnx.Linear(hidden, hidden, rngs=rngs)
+            self.out = nnx.Linear(hidden, 1, rngs=rngs)
+
+        def __call__(self, z):
+            return self.out(jnp.tanh(self.l2(jnp.tanh(self.l1(z)))))
+
+    return EnergyNet()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)          # hashed by identity: a static argument of jit
@@ -104,11 +160,27 @@ class StackProblem:
         coef, *_ = np.linalg.lstsq(y.astype(float), np.ones(len(y)), rcond=None)
         return coef
 
+    def fit_network(self, psi, key, n: int = 20000, *, hidden: int = 32, steps: int = 2000, batch: int = 1024,
+                    lr: float = 3e-3) -> NetCalibration:
+        """Train the energy network (module docstring) at design ``psi`` on n clusters: Adam, ``steps``
+        mini-batches under one jitted ``lax.scan``, loss the mean squared relative energy error."""
+        from flax import nnx
+
+        kd, kn, kb = jax.random.split(key, 3)
+        _, x, y = self.simulate_rows(kd, psi, n)
+        e = jnp.asarray(y * np.exp(x[:, :1]), jnp.float32)
+        e_true = jnp.asarray(np.exp(x[:, 0]), jnp.float32)
+        logs = jnp.log(jnp.maximum(e, 1e-6))
+        mu, sd = logs.mean(axis=0), logs.std(axis=0) + 1e-6
+        graphdef, state = nnx.split(_energy_net(e.shape[1], hidden, nnx.Rngs(int(jax.random.randint(kn, (), 0, 2 ** 30)))))
+        return _train_net(NetCalibration(graphdef, state, mu, sd), e, e_true, kb, int(steps), int(batch), float(lr))
+
     @staticmethod
     def objective(calibration):
-        """The per-cluster objective R(y, x) = (w . y - 1)^2 for frozen section weights w."""
-        w = jnp.asarray(calibration, jnp.float32)
-        return lambda y, x: (jnp.dot(w, y) - 1.0) ** 2
+        """The per-cluster objective R(y, x) = (E_rec / E - 1)^2 for a frozen reconstruction: section
+        weights w (E_rec / E = w . y) or a :class:`NetCalibration`."""
+        cal = calibration if isinstance(calibration, NetCalibration) else jnp.asarray(calibration, jnp.float32)
+        return lambda y, x: (relative_energy(cal, y, x) - 1.0) ** 2
 
     def expected(self, psi, calibration, key, n: int = 20000):
         """Monte Carlo E R at psi (n clusters, common random numbers from ``key``); differentiable in psi."""
@@ -120,7 +192,7 @@ class StackProblem:
         n / batches clusters) and its standard error per coordinate; also the value and its error."""
         vals, grads = [], []
         for i in range(batches):
-            v, g = _value_grad_jit(self, jnp.asarray(psi, jnp.float32), jnp.asarray(calibration, jnp.float32),
+            v, g = _value_grad_jit(self, jnp.asarray(psi, jnp.float32), _as_cal(calibration),
                                    jax.random.fold_in(key, i), n // batches)
             vals.append(float(v))
             grads.append(np.asarray(g, dtype=float))
@@ -129,10 +201,33 @@ class StackProblem:
                 grads.mean(axis=0), grads.std(axis=0, ddof=1) / math.sqrt(batches))
 
 
+def _as_cal(calibration):
+    return calibration if isinstance(calibration, NetCalibration) else jnp.asarray(calibration, jnp.float32)
+
+
 def _expected_from_cal(problem, psi, cal, key, n):
     x, y = problem._rows(psi, key, n)
-    r = (y @ cal - 1.0) ** 2
-    return jnp.mean(r)
+    return jnp.mean(jax.vmap(lambda yy, xx: (relative_energy(cal, yy, xx) - 1.0) ** 2)(y, x))
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5, 6))
+def _train_net(cal, e, e_true, key, steps, batch, lr):
+    import optax
+
+    tx = optax.adam(lr)
+
+    def loss(state, idx):
+        c = NetCalibration(cal.graphdef, state, cal.mu, cal.sd)
+        return jnp.mean((c.energy(e[idx]) / e_true[idx] - 1.0) ** 2)
+
+    def step(carry, k):
+        state, opt = carry
+        idx = jax.random.randint(k, (batch,), 0, e.shape[0])
+        upd, opt = tx.update(jax.grad(loss)(state, idx), opt, state)
+        return (optax.apply_updates(state, upd), opt), None
+
+    (state, _), _ = jax.lax.scan(step, (cal.state, tx.init(cal.state)), jax.random.split(key, steps))
+    return NetCalibration(cal.graphdef, state, cal.mu, cal.sd)
 
 
 _value_grad_jit = jax.jit(jax.value_and_grad(_expected_from_cal, argnums=1), static_argnums=(0, 4))

@@ -16,7 +16,7 @@ against).
 
     .venv/bin/python studies/lgso_gradient_fidelity/run.py [--iterations 15] [--seed 0] [--model flow]
 
-Writes ``studies/lgso_gradient_fidelity/results/fidelity_<model>_s<seed>.json`` and ``.png``.
+Writes ``studies/lgso_gradient_fidelity/results/fidelity_<model>_s<seed>[_box].json`` and ``.png``.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ def main(argv=None):
     ap.add_argument("--model", default="flow", choices=("flow", "gan"))
     ap.add_argument("--samples", type=int, default=2000, help="clusters per psi point")
     ap.add_argument("--start", default="1.0,2.5", help="absorber_mm,active_mm")
+    ap.add_argument("--trust-region", default="ball", choices=("ball", "box"),
+                    help="how L-GSO cuts its step (the saved runs: ball, the default before L-GSO's became box)")
     ap.add_argument("--table", action="store_true", help="only print the README table of the saved runs")
     args = ap.parse_args(argv)
     if args.table:
@@ -58,7 +60,8 @@ def main(argv=None):
     cal = prob.fit_calibration(start, jax.random.fold_in(key, 10_000))
     opt = LGSO(start, prob.objective(cal), y_dim=prob.n_sections, x_dim=3, bounds=prob.bounds, scale=scale,
                radius=0.1, n_points=8, samples_per_point=args.samples, model=args.model,
-               constraint=prob.depth_constraint, seed=args.seed, progress=lambda m: print(m, flush=True))
+               constraint=prob.depth_constraint, seed=args.seed, progress=lambda m: print(m, flush=True),
+               trust_region=args.trust_region)
     rows = []
     t0 = time.time()
     for it in range(args.iterations):
@@ -93,7 +96,7 @@ def main(argv=None):
     print(f"median cosine {summary['median_cosine']:.3f} (IQR {summary['cosine_iqr'][0]:.3f}-{summary['cosine_iqr'][1]:.3f}), "
           f"median norm ratio {summary['median_norm_ratio']:.2f} over {len(rows)} iterations")
     OUT.mkdir(parents=True, exist_ok=True)
-    stem = OUT / f"fidelity_{args.model}_s{args.seed}"
+    stem = OUT / f"fidelity_{args.model}_s{args.seed}{'_box' if args.trust_region == 'box' else ''}"
     stem.with_suffix(".json").write_text(json.dumps(dict(summary=summary, rows=rows), indent=1))
     plot(rows, summary, stem.with_suffix(".png"))
 
@@ -106,10 +109,11 @@ def table() -> str:
         d = json.loads(f.read_text())
         s, rows = d["summary"], d["rows"]
         nr = [r["norm_ratio"] for r in rows]
-        lines.append(f"| {s['model']}, {s['seed']} | {s['median_cosine']:.3f} ({s['cosine_iqr'][0]:.3f}-{s['cosine_iqr'][1]:.3f}) | "
+        box = f.stem.endswith("_box")
+        lines.append(f"| {s['model']}, {s['seed']}{', box' if box else ''} | {s['median_cosine']:.3f} ({s['cosine_iqr'][0]:.3f}-{s['cosine_iqr'][1]:.3f}) | "
                      f"{min(r['cosine'] for r in rows):.3f} | {s['median_norm_ratio']:.2f} ({min(nr):.2f}-{max(nr):.2f}) | "
                      f"{100 * rows[0]['value'] ** 0.5:.1f} % -> {100 * rows[-1]['value'] ** 0.5:.1f} % | "
-                     f"`run.py --seed {s['seed']} --model {s['model']}` |")
+                     f"`run.py --seed {s['seed']} --model {s['model']}{' --trust-region box' if box else ''}` |")
     return "\n".join(lines)
 
 
