@@ -9,7 +9,8 @@ Problems (:func:`surrogates.benchmarks.stochastic_problem`): ``three_hump`` (2-D
 
 Methods (every psi point is simulated ``--samples`` = M times, 3000 as in the paper, and counts as one call):
 
-- ``lgso``: :class:`surrogates.lgso.LGSO` with the paper's trust region (half-width 0.2; 0.5 for the
+- ``lgso`` (and ``lgso_replay4``: the training set from a box 4x the trust region, ``replay_scale = 4``):
+  :class:`surrogates.lgso.LGSO` with the paper's trust region (half-width 0.2; 0.5 for the
   three-hump problem), its points per iteration (4, 15, 20, 10), Adam lr 0.1, 10^4 surrogate samples per
   gradient, our flow-matching surrogate (``--model gan`` for the paper's Cramér GAN) and our trust-region
   adaptation; n_points + 1 calls per iteration; at most :data:`LGSO_BUDGET` calls (2000; 1000 on the
@@ -63,7 +64,9 @@ from surrogates.lgso import LGSO  # noqa: E402
 from surrogates.space import Real, Space  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "lgso"
-METHODS = ("lgso", "numdiff", "gpbo", "cma", "truegrad")
+METHODS = ("lgso", "lgso_replay4", "numdiff", "gpbo", "cma", "truegrad")
+#: L-GSO variants: the training set's box in units of the trust region (1: the paper's).
+REPLAY = {"lgso": 1.0, "lgso_replay4": 4.0}
 BUDGET = {"three_hump": 1000, "rosenbrock10": 5000, "rosenbrock100_submanifold": 20000, "hump40_submanifold": 10000}
 #: L-GSO's budget: a surrogate fit per iteration makes a run of 20 000 calls (1000 iterations) hours long;
 #: its goal is far below these (5x fewer calls than numerical differentiation), so a run stopped here
@@ -99,9 +102,9 @@ class Sim:
         return float(self._exp(jnp.asarray(psi, jnp.float32)))
 
 
-def run_lgso(prob, sim, seed, budget, model):
+def run_lgso(prob, sim, seed, budget, model, replay_scale=1.0):
     opt = LGSO(np.asarray(prob.x0), prob.objective, y_dim=prob.y_dim, x_dim=prob.x_dim, radius=prob.radius,
-               n_points=prob.n_points, samples_per_point=sim.m, model=model, seed=seed)
+               n_points=prob.n_points, samples_per_point=sim.m, model=model, seed=seed, replay_scale=replay_scale)
     trace = [(0, sim.expected(prob.x0))]
     extra = dict(cos=[], norm_ratio=[])
     grad_exact = jax.jit(jax.grad(lambda q: prob.expected(q)))
@@ -187,20 +190,21 @@ def run_cma(prob, sim, seed, budget):
 
 
 def one(method, name, seed, samples, model, bo_budget):
-    tag = f"_{model}" if method == "lgso" else ""
+    tag = f"_{model}" if method in REPLAY else ""
     path = RESULTS / f"{method}{tag}_{name}_m{samples}_s{seed}.json"
     if path.exists():
         return json.loads(path.read_text())
     prob = B.stochastic_problem(name)
-    budget = dict(gpbo=min(BUDGET[name], bo_budget), lgso=LGSO_BUDGET[name]).get(method, BUDGET[name])
+    budget = dict(gpbo=min(BUDGET[name], bo_budget), lgso=LGSO_BUDGET[name], lgso_replay4=LGSO_BUDGET[name]).get(method, BUDGET[name])
     sim = Sim(prob, samples, seed)
     t = time.time()
-    runner = dict(lgso=lambda: run_lgso(prob, sim, seed, budget, model), numdiff=lambda: run_numdiff(prob, sim, seed, budget),
+    runner = dict(lgso=lambda: run_lgso(prob, sim, seed, budget, model),
+                  lgso_replay4=lambda: run_lgso(prob, sim, seed, budget, model, REPLAY["lgso_replay4"]), numdiff=lambda: run_numdiff(prob, sim, seed, budget),
                   gpbo=lambda: run_gpbo(prob, sim, seed, budget), cma=lambda: run_cma(prob, sim, seed, budget),
                   truegrad=lambda: run_truegrad(prob, sim, seed, budget))[method]
     trace, extra = runner()
     reached = next((c for c, v in trace if v <= prob.target), None)
-    res = dict(method=method, model=model if method == "lgso" else None, problem=name, seed=seed, samples=samples,
+    res = dict(method=method, model=model if method in REPLAY else None, problem=name, seed=seed, samples=samples,
                budget=budget, trace=trace, calls_to_target=reached, seconds=time.time() - t, **extra)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res))
@@ -231,28 +235,30 @@ def report(rows, problems, methods):
             rng = f"{min(got)}-{max(got)}" if got else "-"
             lines.append(f"{name:26s} {m:10s} {len(got):>3d} / {len(rs):<2d} {txt:>13s} {rng:>16s} "
                          f"{np.median([r['seconds'] for r in rs]):7.0f}")
-        if (name, "lgso") in table:
-            for peer in ("numdiff", "cma", "gpbo"):
-                if (name, peer) in table and math.isfinite(table[(name, "lgso")]):
-                    ratio = table[(name, peer)] / table[(name, "lgso")]
-                    lines.append(f"{'':26s} {peer} / lgso calls: "
-                                 f"{f'{ratio:.2f}' if math.isfinite(ratio) else '> budget / lgso'}")
-        lg = [r for r in rows if r["problem"] == name and r["method"] == "lgso" and r.get("cos")]
-        if lg:
+        for variant in REPLAY:
+            if (name, variant) in table:
+                for peer in ("numdiff", "cma", "gpbo"):
+                    if (name, peer) in table and math.isfinite(table[(name, variant)]):
+                        ratio = table[(name, peer)] / table[(name, variant)]
+                        lines.append(f"{'':26s} {peer} / {variant} calls: "
+                                     f"{f'{ratio:.2f}' if math.isfinite(ratio) else f'> budget / {variant}'}")
+            lg = [r for r in rows if r["problem"] == name and r["method"] == variant and r.get("cos")]
+            if not lg:
+                continue
             cos = np.concatenate([r["cos"] for r in lg])
             nr = np.concatenate([r["norm_ratio"] for r in lg])
-            lines.append(f"{'':26s} L-GSO gradient vs exact: median cosine {np.median(cos):.3f} "
+            lines.append(f"{'':26s} {variant} gradient vs exact: median cosine {np.median(cos):.3f} "
                          f"(IQR {np.percentile(cos, 25):.3f}-{np.percentile(cos, 75):.3f}), "
                          f"median norm ratio {np.median(nr):.2f} over {len(cos)} iterations")
     return "\n".join(lines)
 
 
 def readme_table(rows, problems):
-    """The README's table: median calls to target (seeds that reached it / seeds) per method, and the
-    ratios of numerical differences and CMA-ES to L-GSO."""
-    cols = ("lgso", "numdiff", "cma", "gpbo", "truegrad")
-    lines = ["| problem (d) | L-GSO | num. diff. | CMA-ES | GP-BO | true gradient | num. diff. / L-GSO | CMA-ES / L-GSO |",
-             "|---|---|---|---|---|---|---|---|"]
+    """The README's table: median calls to target (seeds that reached it / seeds) per method, the ratios
+    of numerical differences and CMA-ES to each L-GSO variant, and L-GSO's gradient cosines."""
+    cols = ("lgso", "lgso_replay4", "numdiff", "cma", "gpbo", "truegrad")
+    lines = ["| problem (d) | L-GSO | L-GSO, replay x4 | num. diff. | CMA-ES | GP-BO | true gradient | num. diff. / L-GSO "
+             "(x4) | CMA-ES / L-GSO (x4) | L-GSO gradient cosine, median (x4) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name in problems:
         med, cells = {}, []
         for m in cols:
@@ -263,14 +269,20 @@ def readme_table(rows, problems):
             txt, med[m] = _median_calls(rs)
             got = sum(r["calls_to_target"] is not None for r in rs)
             cells.append(f"{txt} ({got}/{len(rs)})")
-        ratios = []
-        for peer in ("numdiff", "cma"):
-            a, b = med.get(peer), med.get("lgso")
+
+        def ratio(peer, variant):
+            a, b = med.get(peer), med.get(variant)
             if a is None or b is None or math.isinf(b):
-                ratios.append("-")
-            else:
-                ratios.append(f"> {a / b:.1f}" if math.isinf(a) else f"{a / b:.1f}")
-        lines.append(f"| {name} ({B.stochastic_problem(name).dim}) | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+                return "-"
+            return f"> {a / b:.1f}" if math.isinf(a) else f"{a / b:.1f}"
+
+        def cosine(variant):
+            cos = [c for r in rows if r["problem"] == name and r["method"] == variant for c in r.get("cos", [])]
+            return f"{np.median(cos):.2f}" if cos else "-"
+
+        extra = [f"{ratio(p, 'lgso')} ({ratio(p, 'lgso_replay4')})" for p in ("numdiff", "cma")]
+        extra.append(f"{cosine('lgso')} ({cosine('lgso_replay4')})")
+        lines.append(f"| {name} ({B.stochastic_problem(name).dim}) | " + " | ".join(cells + extra) + " |")
     return "\n".join(lines)
 
 
@@ -319,7 +331,7 @@ def main(argv=None):
     for name in problems:
         for m in methods:
             for s in range(args.seeds):
-                path_exists = (RESULTS / f"{m}{'_' + args.model if m == 'lgso' else ''}_{name}_m{args.samples}_s{s}.json").exists()
+                path_exists = (RESULTS / f"{m}{'_' + args.model if m in REPLAY else ''}_{name}_m{args.samples}_s{s}.json").exists()
                 if args.report and not path_exists:
                     continue
                 r = one(m, name, s, args.samples, args.model, args.bo_budget)

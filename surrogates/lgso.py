@@ -104,7 +104,8 @@ class LGSO:
     and ``model_config``; ``optimizer`` an optax transformation (default ``optax.adam(0.1)``);
     ``n_grad_samples`` (10000); ``adapt`` the trust-region adaptation on/off, ``grow``, ``shrink``,
     ``min_radius``, ``max_radius``, ``tolerance``; ``trust_region`` "box" | "ball" (how a step is cut, see
-    the module docstring); ``constraint(psi)`` a known constraint, a number g
+    the module docstring); ``replay_scale`` the training set's box in units of the trust region (1: the
+    paper's, only rows inside the trust region; larger reuses more of the history); ``constraint(psi)`` a known constraint, a number g
     (feasible when <= 0) or a bool (x0 must satisfy it); ``sample_x(key, n) -> (n, x_dim)`` optional;
     ``replay_cap`` the most rows used per fit (a seeded random subset beyond it; 3e5, the reference 1e6:
     a fit draws a fixed number of mini-batches, 1500 x 512 for the flow, so more rows add memory, not
@@ -117,7 +118,7 @@ class LGSO:
                  model: str = "gan", model_config=None, optimizer: optax.GradientTransformation | None = None,
                  n_grad_samples: int = 10000, adapt: bool = True, grow: float = 1.25, shrink: float = 0.7,
                  min_radius: float | None = None, max_radius: float | None = None, tolerance: float = 2.0,
-                 trust_region: str = "box", constraint: Callable | None = None, sample_x: Callable | None = None,
+                 trust_region: str = "box", replay_scale: float = 1.0, constraint: Callable | None = None, sample_x: Callable | None = None,
                  replay_cap: int = 300_000, seed: int = 0, progress: Callable[[str], None] | None = None):
         x0, self.bounds = check_start(x0, bounds, constraint, LGSOError)
         d = len(x0)
@@ -140,6 +141,9 @@ class LGSO:
         if trust_region not in ("box", "ball"):
             raise LGSOError(f"trust_region = {trust_region!r}: must be 'box' or 'ball'")
         self.trust_region = trust_region
+        if not isinstance(replay_scale, (int, float)) or isinstance(replay_scale, bool) or not replay_scale >= 1:
+            raise LGSOError(f"replay_scale = {replay_scale!r}: must be a number >= 1")
+        self.replay_scale = float(replay_scale)
         if not shrink < 1 or not grow >= 1:
             raise LGSOError(f"shrink = {shrink} must be < 1 and grow = {grow} >= 1")
         self.objective, self.y_dim, self.x_dim = objective, int(y_dim), int(x_dim)
@@ -317,7 +321,7 @@ class LGSO:
 
     def training_set(self):
         """The replay rows inside the current trust region (at most ``replay_cap``, a seeded random subset)."""
-        inside = np.all(np.abs(self._replay.points - self.centre) <= self._half() * (1 + 1e-9), axis=1)
+        inside = np.all(np.abs(self._replay.points - self.centre) <= self.replay_scale * self._half() * (1 + 1e-9), axis=1)
         idx = self._replay.rows_where(inside)
         if len(idx) > self.replay_cap:
             idx = np.sort(np.random.default_rng([self.seed, self.iteration, 1]).choice(idx, self.replay_cap, replace=False))
@@ -354,7 +358,7 @@ class LGSO:
 
     # ----------------------------------------------------------------------------------------- state
     _OPTIONS = ("y_dim", "x_dim", "n_points", "samples_per_point", "n_grad_samples", "adapt", "grow", "shrink",
-                "min_radius", "max_radius", "tolerance", "trust_region", "replay_cap", "seed")
+                "min_radius", "max_radius", "tolerance", "trust_region", "replay_scale", "replay_cap", "seed")
 
     def to_dict(self, replay: bool = True) -> dict:
         """Plain-JSON state. The optax state is stored as its leaves (restored into the same optimiser)."""

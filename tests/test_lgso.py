@@ -221,6 +221,24 @@ def test_project_step_geometry():
     p = project_step(c, [2.0, 2.0], 10.0, np.ones(2), constraint=lambda q: q[0] - 1.0)
     np.testing.assert_allclose(p, [1.0, 2.0], atol=1e-6)
     assert p[0] <= 1.0
+    # the box (L-GSO's default trust region): each coordinate clipped, in the scaled coordinates
+    np.testing.assert_allclose(project_step(c, [3.0, 0.5], 1.0, np.array([1.0, 2.0]), norm="box"), [1.0, 0.5])
+    with pytest.raises(ValueError, match="norm = 'l1'"):
+        project_step(c, [3.0, 0.5], 1.0, np.ones(2), norm="l1")
+
+
+def test_lgso_replay_scale_widens_the_training_set():
+    """replay_scale = 1: only rows inside the trust region train the surrogate (the paper); 3: also rows
+    of points up to 3 radii away."""
+    rows = {}
+    for scale in (1.0, 3.0):
+        opt = _linear_lgso(radius=0.1, replay_scale=scale, trust_region="ball")
+        far = np.repeat([[1.25, 0.5], [1.0, 0.78], [2.0, 0.5]], 10, axis=0)       # 2.5, 2.8 and 10 radii away
+        opt.add_rows(far, None, np.zeros((30, 1)))
+        rows[scale] = len(opt.training_set()[0])
+    assert rows == {1.0: 0, 3.0: 20}
+    with pytest.raises(LGSOError, match="replay_scale = 0.5: must be a number >= 1"):
+        _linear_lgso(replay_scale=0.5)
 
 
 # ---- the L-GSO paper's problems ---------------------------------------------------------------------------
