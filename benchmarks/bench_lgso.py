@@ -260,13 +260,14 @@ def readme_table(rows, problems):
     lines = ["| problem (d) | L-GSO | L-GSO, replay x4 | num. diff. | CMA-ES | GP-BO | true gradient | num. diff. / L-GSO "
              "(x4) | CMA-ES / L-GSO (x4) | L-GSO gradient cosine, median (x4) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name in problems:
-        med, cells = {}, []
+        med, cells, budget = {}, [], {}
         for m in cols:
             rs = [r for r in rows if r["problem"] == name and r["method"] == m]
             if not rs:
                 cells.append("-")
                 continue
             txt, med[m] = _median_calls(rs)
+            budget[m] = max(r["budget"] for r in rs)
             got = sum(r["calls_to_target"] is not None for r in rs)
             cells.append(f"{txt} ({got}/{len(rs)})")
 
@@ -274,7 +275,7 @@ def readme_table(rows, problems):
             a, b = med.get(peer), med.get(variant)
             if a is None or b is None or math.isinf(b):
                 return "-"
-            return f"> {a / b:.1f}" if math.isinf(a) else f"{a / b:.1f}"
+            return f"> {budget[peer] / b:.0f}" if math.isinf(a) else f"{a / b:.1f}"
 
         def cosine(variant):
             cos = [c for r in rows if r["problem"] == name and r["method"] == variant for c in r.get("cos", [])]

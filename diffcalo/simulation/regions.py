@@ -70,15 +70,15 @@ def region_tables(detector: Detector, depth_nodes: int, image: bool):
             q.extend(0.5 * (x + 1.0))
             w.extend(0.5 * wx)
             onehot.extend([np.eye(n_out)[sec]] * m)
-        ly = tech.light_yield_pe_per_gev
+        ly = tech.photoelectrons_per_gev()
         mip, p_int = tech.mip_response()
         if pad:
             mip = jnp.concatenate([mip, jnp.zeros(pad)])
         rows.append(dict(
             ec_mev=props.ec_mev, z_eff=props.z_eff, sampling_frequency=props.sampling_frequency,
             e_over_mip=props.e_over_mip, moliere_radius_mm=props.moliere_radius_mm,
-            sampling_term=props.sampling_term, inv_light_yield=jnp.asarray(1.0 / ly if ly > 0 else 0.0),
-            light_yield=jnp.asarray(float(ly)),
+            sampling_term=props.sampling_term, inv_light_yield=jnp.where(ly > 0, 1.0 / jnp.where(ly > 0, ly, 1.0), 0.0),
+            light_yield=jnp.asarray(ly, float),
             noise_gev=jnp.asarray(tech.noise_gev), constant_term=jnp.asarray(tech.constant_term),
             threshold_gev=jnp.asarray(tech.threshold_gev),
             time_stochastic_ns=jnp.asarray(tech.time_stochastic_ns),

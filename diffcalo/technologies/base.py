@@ -86,7 +86,9 @@ class Technology:
         cell_sizes_mm: allowed cell sizes in mm (each must divide ``module_mm``).
         module_mm: transverse module size in mm.
         light_yield_pe_per_gev: photo-electrons per GeV of (EM-scale) deposited energy; 0 = no
-            photo-statistics term.
+            photo-statistics term. It belongs to the stack as defined: a copy with other thicknesses
+            (:meth:`with_thickness`) scales it with the sampling fraction (the light comes from the
+            energy deposited in the active medium), :meth:`photoelectrons_per_gev`.
         noise_gev: electronic noise per channel in GeV (EM scale).
         constant_term: relative constant term b of sigma/E (per shower).
         sampling_term: stochastic sampling term a in sqrt(GeV); ``None`` = from the stack with
@@ -109,6 +111,9 @@ class Technology:
     cell_sizes_mm: tuple[float, ...] = dataclasses.field(default=(), metadata=dict(static=True))
     module_mm: float = dataclasses.field(default=121.2, metadata=dict(static=True))
     light_yield_pe_per_gev: float = dataclasses.field(default=0.0, metadata=dict(static=True))
+    #: The sampling fraction of the stack ``light_yield_pe_per_gev`` was given for (set by
+    #: :meth:`with_thickness`; None: this stack's own).
+    light_yield_sampling_fraction: float | None = dataclasses.field(default=None, metadata=dict(static=True))
     noise_gev: float = dataclasses.field(default=0.0, metadata=dict(static=True))
     constant_term: float = dataclasses.field(default=0.0, metadata=dict(static=True))
     sampling_term: float | None = dataclasses.field(default=None, metadata=dict(static=True))
@@ -174,6 +179,10 @@ class Technology:
             raise ValueError(f"{where}: module_mm = {self.module_mm}: must be > 0")
         for c in self.cell_sizes_mm:
             validate_cell_size(c, self.module_mm, (), f"{where}: cell_sizes_mm entry")
+        if self.light_yield_sampling_fraction is not None and not (
+                math.isfinite(self.light_yield_sampling_fraction) and self.light_yield_sampling_fraction > 0):
+            raise ValueError(f"{where}: light_yield_sampling_fraction = {self.light_yield_sampling_fraction}: must be "
+                             "> 0 or None")
         for field in ("light_yield_pe_per_gev", "noise_gev", "constant_term", "time_stochastic_ns",
                       "time_constant_ns", "threshold_gev", "cost_per_module", "cost_per_channel"):
             v = getattr(self, field)
@@ -290,7 +299,8 @@ class Technology:
 
     # ---- design helpers -----------------------------------------------------------------------
     def with_thickness(self, *, absorber_mm=None, active_mm=None) -> "Technology":
-        """A copy with every block's absorber and/or active thickness replaced (may be traced)."""
+        """A copy with every block's absorber and/or active thickness replaced (may be traced). Its
+        photo-electron yield per GeV follows the sampling fraction (:meth:`photoelectrons_per_gev`)."""
         blocks = tuple(
             dataclasses.replace(
                 b,
@@ -299,7 +309,19 @@ class Technology:
             )
             for b in self.stack
         )
-        return dataclasses.replace(self, stack=blocks)
+        ref = self.light_yield_sampling_fraction
+        if ref is None and self.light_yield_pe_per_gev > 0:
+            with jax.ensure_compile_time_eval():          # this (concrete) stack's own, also inside a jit trace
+                ref = float(jnp.mean(self.layer_sampling_fraction()))
+        return dataclasses.replace(self, stack=blocks, light_yield_sampling_fraction=ref)
+
+    def photoelectrons_per_gev(self):
+        """Photo-electrons per GeV of EM-scale energy of this stack: ``light_yield_pe_per_gev`` times the
+        ratio of this stack's mean sampling fraction to that of the stack it was given for (a thinner
+        scintillator sees less of the shower, so fewer photo-electrons per GeV). May be traced."""
+        if self.light_yield_sampling_fraction is None or self.light_yield_pe_per_gev <= 0:
+            return jnp.asarray(float(self.light_yield_pe_per_gev))
+        return self.light_yield_pe_per_gev * jnp.mean(self.layer_sampling_fraction()) / self.light_yield_sampling_fraction
 
     def depth_mm(self) -> float:
         """Total depth of the stack in mm (concrete thicknesses only)."""

@@ -170,7 +170,9 @@ def table():
     lines = ["| design | absorber (mm) | active (mm) | Geant4 check, out of sample | found with |", "|---|---:|---:|---|---|"]
     found = {"start": "-", "lgso": f"L-GSO, {lg['calls']} calls of {cfg.samples_per_point} showers",
              "gpbo": f"GP-BO, {len(gp['values'])} calls of {cfg.samples_per_point} showers",
-             "parametric optimum": f"parametric scan, {len(scan['coarse']) + len(scan['fine'])} points"}
+             "parametric optimum": f"parametric scan, {len(scan['coarse']) + len(scan['fine'])} points",
+             "parametric optimum, fixed light yield (superseded)": "the same scan before a thinner scintillator cost "
+                                                                  "photo-electrons (scan_before_light_yield_fix.json)"}
     for name, r in chk.items():
         lines.append(f"| {name} | {r['psi'][0]:.2f} | {r['psi'][1]:.2f} | {rms_label(r['value'], r['sem'])} "
                      f"({r['showers']} showers) | {found[name]} |")
