@@ -155,31 +155,14 @@ def run_continuous(cfg: StudyConfig, run_dir, *, resume: bool = False, executor=
                    log=print, objective=None):
     """Run (or resume) a continuous study into ``run_dir`` (journal.sqlite, config.json, calls/,
     surrogates/); returns the open journal. ``objective`` replaces the worker function (tests)."""
-    from diffcalo.study.executors import make_executor
-    from diffcalo.study.lock import RunLock
-    from diffcalo.study.runner import _open_journal
+    from diffcalo.study.runner import run_in_directory
 
     cfg = require_study_config(cfg)
     if not cfg.continuous:
         raise StudyError(f"optimizer.kind = {cfg.optimizer!r}: run_continuous runs 'lgso' or 'gradient' studies")
-    run_dir = pathlib.Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise StudyError(f"{run_dir}: is a file, not a run directory; choose another output directory")
-    with RunLock(run_dir, log=log):
-        own = executor is None
-        executor = executor or make_executor(cfg.executor, cfg.workers, cfg.scheduler, log=log)
-        try:
-            journal = _open_journal(cfg.as_dict(), run_dir, None, resume, log)
-            try:
-                drive = _drive_lgso if cfg.optimizer == "lgso" else _drive_gradient
-                drive(cfg, journal, run_dir, executor, progress, log, objective)
-            except BaseException:
-                journal.close()
-                raise
-        finally:
-            if own:
-                executor.close()
-    return journal
+    drive = _drive_lgso if cfg.optimizer == "lgso" else _drive_gradient
+    return run_in_directory(cfg, run_dir, None, resume, executor, log,
+                            lambda journal, ex: drive(cfg, journal, pathlib.Path(run_dir), ex, progress, log, objective))
 
 
 def _batches(journal) -> dict[int, list[dict]]:

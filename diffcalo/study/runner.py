@@ -48,7 +48,7 @@ from diffcalo.study.config import FIGURES_OF_MERIT, StudyConfig
 from diffcalo.study.executors import make_executor
 from diffcalo.study.journal import Journal, JournalError
 
-__all__ = ["run_study", "load_journal", "split_records", "RESUMABLE_CHANGES", "FIRST_EVALUATION_NOTE",
+__all__ = ["run_study", "run_in_directory", "load_journal", "split_records", "RESUMABLE_CHANGES", "FIRST_EVALUATION_NOTE",
            "FRESH_SEEDS"]
 
 #: First seed of re-evaluations (fresh seeds FRESH_SEEDS, FRESH_SEEDS + 1, ...; searches use the study seed,
@@ -180,26 +180,34 @@ def run_study(cfg: StudyConfig, run_dir, *, designs: list[dict] | None = None, r
         RunLockedError: another driver runs this directory.
         StudyError: the journal cannot be resumed with this config or design list.
     """
-    from diffcalo.study.lock import RunLock
     from diffcalo.study.objective import evaluate_design
 
-    run_dir = pathlib.Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise StudyError(f"{run_dir}: is a file, not a run directory; choose another output directory")
     objective = objective or evaluate_design
-    cfg_dict = cfg.as_dict()
     if designs is None:
         from diffcalo.study.design import design_space
 
         design_space(cfg)        # an empty space (regions that cannot fit the wall) fails before any journal exists
+    return run_in_directory(cfg, run_dir, designs, resume, executor, log,
+                            lambda journal, ex: _drive(cfg, journal, designs, objective, ex, progress, log))
+
+
+def run_in_directory(cfg: StudyConfig, run_dir, designs, resume: bool, executor, log, drive) -> Journal:
+    """The frame of every study run: the run directory checked and locked, the executor started (before
+    the journal: a study whose executor cannot start leaves no journal behind), the journal created or
+    reopened (:func:`_open_journal`), ``drive(journal, executor)`` called; the journal is returned open
+    (closed on any error), the executor closed if it was made here."""
+    from diffcalo.study.lock import RunLock
+
+    run_dir = pathlib.Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise StudyError(f"{run_dir}: is a file, not a run directory; choose another output directory")
     with RunLock(run_dir, log=log):
         own = executor is None
-        # the executor first: a study whose executor cannot start leaves no journal behind
         executor = executor or make_executor(cfg.executor, cfg.workers, cfg.scheduler, log=log)
         try:
-            journal = _open_journal(cfg_dict, run_dir, designs, resume, log)
+            journal = _open_journal(cfg.as_dict(), run_dir, designs, resume, log)
             try:
-                _drive(cfg, journal, designs, objective, executor, progress, log)
+                drive(journal, executor)
             except BaseException:
                 journal.close()
                 raise
