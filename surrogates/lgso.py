@@ -360,6 +360,8 @@ class LGSO:
     _OPTIONS = ("y_dim", "x_dim", "n_points", "samples_per_point", "n_grad_samples", "adapt", "grow", "shrink",
                 "min_radius", "max_radius", "tolerance", "trust_region", "replay_scale", "replay_cap", "seed")
 
+    _ADDED = {"trust_region": "ball", "replay_scale": 1.0}
+
     def to_dict(self, replay: bool = True) -> dict:
         """Plain-JSON state. The optax state is stored as its leaves (restored into the same optimiser)."""
         out = dict(kind="lgso", d=self.d, model=self.model_kind, centre=self.centre.tolist(), radius=self.radius,
@@ -380,7 +382,8 @@ class LGSO:
         pass the same ones)."""
         if not isinstance(state, dict) or state.get("kind") != "lgso":
             raise LGSOError("state: not an L-GSO state (expected a dict from LGSO.to_dict())")
-        opts = {k: state[k] for k in cls._OPTIONS}
+        # a state saved before trust_region / replay_scale existed: the L2 ball and the paper's replay
+        opts = {k: state[k] for k in cls._OPTIONS if k not in cls._ADDED} | {k: state.get(k, v) for k, v in cls._ADDED.items()}
         self = cls(np.asarray(state["centre"], dtype=float), objective,
                    bounds=state["bounds"], scale=state["scale"], radius=state["radius"], model=state["model"],
                    model_config=model_config, optimizer=optimizer, constraint=None, sample_x=sample_x,

@@ -148,6 +148,8 @@ def test_lgso_state_round_trip_gives_the_same_next_proposal(tmp_path):
     y = _linear_sim(jax.random.key(5), psi)
     r1, r2 = opt.tell(psi, None, y), opt2.tell(psi, None, y)
     np.testing.assert_allclose(r1["proposal"], r2["proposal"], rtol=1e-6)
+    old = {k: v for k, v in state.items() if k not in ("trust_region", "replay_scale")}   # saved before they existed
+    assert LGSO.from_dict(old, lambda y, x: y[0] ** 2).trust_region == "ball"
     opt.save(tmp_path / "s.npz")
     opt3 = LGSO.load(tmp_path / "s.npz", lambda y, x: y[0] ** 2, model_config=FAST_FLOW)
     np.testing.assert_array_equal(opt3.ask(), opt.ask())
