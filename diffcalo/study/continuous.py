@@ -275,8 +275,7 @@ def _drive_lgso(cfg, journal, run_dir, executor, progress, log, objective) -> No
             if centre["status"] != "done":
                 raise StudyError(f"evaluation {centre['id']} (the trust region's centre, iteration {k}) failed: "
                                  f"{centre.get('error')}; the step cannot be judged without it")
-            _, _, yc = _rows_of(run_dir, [centre])
-            cal = _calibration(yc)
+            cal = _calibration(y[-len(y) // sum(r["status"] == "done" for r in rows):])   # the centre: the last call
             opt.set_objective(prob.objective(cal))
             record = opt.tell(psi_u, x, y)
             if record is None:
