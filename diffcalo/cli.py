@@ -173,9 +173,13 @@ def _continuous_end(journal, run_dir, counts, errors) -> int:
     print(f"{run_dir}: {counts}")
     if s["path"]:
         a, b = s["path"][0], s["path"][-1]
+        core = bool(s["config"].pileup_radius_mm)
+        more = {"cell_mm": "cell {:.1f} mm", "window_sigmas": "time window {:.2f} sigma_t"}
         for label, p in (("start", a), ("last centre", b)):
             print(f"{label} (iteration {p['iteration']}): absorber {p['design']['absorber_mm']:.3f} mm, active "
-                  f"{p['design']['active_mm']:.3f} mm: {rms_label(p['value'], p['sem'])}")
+                  f"{p['design']['active_mm']:.3f} mm" +
+                  "".join(", " + f.format(p["design"][n]) for n, f in more.items() if n in p["design"]) +
+                  f": {rms_label(p['value'], p['sem'], core)}")
     print(f"wrote {write_report(run_dir)}")
     if counts["done"] == 0 and counts["failed"] > 0:
         print(f"diffcalo: error: every simulator call failed ({counts['failed']}); first error: {errors[0]}",

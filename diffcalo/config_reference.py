@@ -254,8 +254,18 @@ def study_keys() -> list[Key]:
             "Bounds of the absorber thickness per layer ([] : 0.2-3 x the technology's)."),
         Key("continuous.active_mm", "active_range", "[low, high]", "0 < low < high", "mm",
             "Bounds of the active thickness per layer ([] : 0.2-3 x the technology's)."),
-        Key("continuous.start", "stack_start", "[absorber, active]", "within the bounds and the depth limit", "mm",
-            "The start ([] : the technology's own thicknesses)."),
+        Key("continuous.cell_mm", "cell_range", "[low, high]", "within the technology's allowed sizes, or []", "mm",
+            "Also optimise the cell size (continuous between these bounds; [] : fixed at the smallest allowed)."),
+        Key("continuous.window_sigmas", "window_range", "[low, high]", "0.1 ... 100, or []", "time resolutions",
+            "With pile-up: also optimise the per-cell time window's half-width (diffcalo.reco.timing) between these "
+            "bounds ([] : no time window)."),
+        Key("continuous.pileup_radius_mm", "pileup_radius_mm", "float", "0, or clear of the beam hole ... 3700", "mm",
+            "Pile-up of study.collisions on an LHCb-size wall, photons from the interaction point at the module "
+            "nearest (this, 0) mm; the objective becomes the pseudo-Huber loss and the calibration gets a pedestal "
+            "(diffcalo.design_gradient). 0: no pile-up."),
+        Key("continuous.start", "stack_start", "[absorber, active, (cell), (window)]",
+            "within the bounds and the depth limit", "mm",
+            "The start, one value per optimised parameter ([] : the technology's thicknesses, its smallest cell, 3)."),
         Key("continuous.max_depth_mm", "max_depth_mm", "float", ">= 0", "mm",
             "Depth limit: layers x (absorber + active) <= it (0: the stack's own depth), met by every proposal."),
         Key("continuous.iterations", "iterations", "integer", "1 ... 10000", "", "L-GSO iterations / gradient steps."),

@@ -24,13 +24,24 @@ def _cfg(kind="lgso", **cont):
     ({"optimizer": {"kind": "lgso"}, "continuous": {"absorber_mm": [3.0, 1.0]}},
      "continuous.absorber_mm = [3.0, 1.0]: [low, high] in mm with 0 < low < high"),
     ({"optimizer": {"kind": "lgso"}, "continuous": {"start": [9.0, 4.0]}},
-     "continuous.start = [9.0, 4.0]: within continuous.absorber_mm = [0.4, 6.0]"),
+     "continuous.start = [9.0, 4.0]: absorber_mm = 9 within its bounds [0.4, 6.0]"),
     ({"optimizer": {"kind": "lgso"}, "continuous": {"start": [3.0, 4.0]}},
      "a stack within the depth limit: 66 layers x (3 + 4) mm = 462 mm > 396 mm"),
     ({"optimizer": {"kind": "gradient"}, "continuous": {"technology": "demo-pbwo4"}},
      "continuous.technology = 'demo-pbwo4': a sampling technology with one repeated layer type"),
     ({"optimizer": {"kind": "lgso"}, "continuous": {"model": "vae"}}, "continuous.model = 'vae'"),
     ({"optimizer": {"kind": "lgso"}, "continuous": {"samples": 10}}, "continuous.samples = 10"),
+    ({"optimizer": {"kind": "gradient"}, "continuous": {"window_sigmas": [1.0, 5.0]}},
+     "continuous.window_sigmas = [1.0, 5.0]: [] without pile-up (the time window only trades signal against "
+     "pile-up): set continuous.pileup_radius_mm"),
+    ({"optimizer": {"kind": "gradient"}, "continuous": {"cell_mm": [20.0, 60.0]}},
+     "continuous.cell_mm[0] = 20.0: must be a finite number >= 40.4 and <= 121.2 mm"),
+    ({"optimizer": {"kind": "gradient"}, "continuous": {"cell_mm": [40.4, 80.0], "start": [2.0, 4.0]}},
+     "continuous.start = [2.0, 4.0]: [absorber_mm, active_mm, cell_mm] (one value per optimised parameter)"),
+    ({"optimizer": {"kind": "lgso"}, "continuous": {"backend": "geant4", "pileup_radius_mm": 1500.0}},
+     "continuous.backend = 'geant4': 'parametric' with pile-up or a time window"),
+    ({"optimizer": {"kind": "lgso"}, "continuous": {"pileup_radius_mm": 300.0}},
+     "continuous.pileup_radius_mm = 300.0: 0 (no pile-up) or >= 606 mm"),
 ])
 def test_continuous_config_errors_name_the_key(raw, message):
     with pytest.raises(ConfigError) as e:
@@ -116,3 +127,31 @@ def test_gradient_study_refits_and_resumes(tmp_path):
     b = run_continuous(cfg, tmp_path / "b", resume=True, progress=False, log=lambda m: None)
     assert [(r["design"], r["fom"]) for r in b.records()] == [(r["design"], r["fom"]) for r in recs]
     b.close()
+
+
+def test_pileup_study_with_cell_size_and_time_window(tmp_path):
+    """A continuous study of all four parameters with pile-up: the journal's designs carry the cell size
+    and the window, the calibration has a pedestal, a gradient step moves against every told component,
+    an L-GSO iteration completes on the same problem, and the report lists the extra columns."""
+    cont = dict(cell_mm=[40.4, 80.0], window_sigmas=[1.0, 8.0], pileup_radius_mm=1500.0)
+    cfg = _cfg("gradient", iterations=2, **cont)
+    assert cfg.stack_parameters == ("absorber_mm", "active_mm", "cell_mm", "window_sigmas")
+    assert cfg.stack_start == (2.0, 4.0, 40.4, 3.0)
+    assert study_config_from_flat(json.loads(json.dumps(cfg.as_dict()))) == cfg
+    j = run_continuous(cfg, tmp_path / "g", progress=False, log=lambda m: None)
+    recs = j.records()
+    j.close()
+    assert set(recs[0]["design"]) == set(cfg.stack_parameters) and len(recs[0]["metrics"]["calibration"]) == 2
+    g = np.asarray(recs[0]["metrics"]["gradient"])
+    step = np.array([recs[1]["design"][k] - recs[0]["design"][k] for k in cfg.stack_parameters])
+    moved = step != 0                                  # the cell starts at its lower bound: it may stay there
+    assert moved.sum() >= 3 and np.all(np.sign(step[moved]) == -np.sign(g[moved]))
+    text = write_report(tmp_path / "g").read_text()
+    assert "cell (mm) | time window (sigma_t)" in text and "core rms E_rec/E - 1" in text
+    lg = run_continuous(_cfg("lgso", iterations=1, **cont), tmp_path / "l", progress=False, log=lambda m: None)
+    rows = lg.records()
+    meta = lg.get_meta("iteration_0000")
+    lg.close()
+    assert len(rows) == 2 * 4 + 1 and all(set(r["design"]) == set(cfg.stack_parameters) for r in rows)
+    assert all(40.4 <= r["design"]["cell_mm"] <= 80.0 and 1.0 <= r["design"]["window_sigmas"] <= 8.0 for r in rows)
+    assert meta["parameters"] == list(cfg.stack_parameters) and len(meta["record"]["proposal_mm"]) == 4

@@ -55,7 +55,14 @@ Layout of a study file (every key optional except where noted; defaults in the d
                                            # lgso only: Geant4 gives no gradients)
     absorber_mm = [0.3, 4.5]               # bounds of the absorber thickness per layer (default: 0.2-3 x
     active_mm = [0.8, 12.0]                # the technology's), and of the active thickness
-    start = [1.5, 4.0]                     # the start (default: the technology's own thicknesses)
+    cell_mm = [40.4, 121.2]                # optional: also optimise the cell size within these bounds
+                                           # (inside the technology's smallest and largest allowed sizes)
+    window_sigmas = [1.0, 10.0]            # optional, with pile-up: also the per-cell time window's
+                                           # half-width (in time resolutions) within these bounds
+    pileup_radius_mm = 1500.0              # pile-up of study.collisions on an LHCb-size wall, photons at
+                                           # the module nearest (this, 0) mm (0: no pile-up)
+    start = [1.5, 4.0, 60.6, 3.0]          # the start, one value per optimised parameter (default: the
+                                           # technology's thicknesses, its smallest cell, 3 resolutions)
     max_depth_mm = 0.0                     # layers x (absorber + active) <= this (0: the stack's own depth)
     iterations = 15                        # L-GSO iterations / gradient steps
     samples = 2000                         # photons simulated per design point (per call)
@@ -65,9 +72,10 @@ Layout of a study file (every key optional except where noted; defaults in the d
     refit_every = 3                        # gradient: refit the calibration every this many steps
 
 Continuous studies (``optimizer.kind = "lgso"`` or ``"gradient"``, :mod:`diffcalo.study.continuous`)
-optimise the absorber and active thickness of one technology's layers for the photon energy resolution
-of a linear calibration (photons from ``samples.photon_energy``); the layout keys ([wall], [design],
-[budget]), the pi0 figure of merit and pile-up do not apply to them.
+optimise the absorber and active thickness of one technology's layers (and optionally its cell size and,
+with pile-up, the time window) for the photon energy resolution of a linear calibration (photons from
+``samples.photon_energy``; pile-up of ``study.collisions`` when ``pileup_radius_mm`` > 0); the layout
+keys ([wall], [design], [budget]) and the pi0 figure of merit do not apply to them.
 
 Errors name the key, the value and what is allowed (:class:`~diffcalo.config.ConfigError`). A study
 file whose design space holds no design at all because even the cheapest design is over the budget is
@@ -117,7 +125,8 @@ OPTIMIZERS = ("gp", "random", "lgso", "gradient")
 CONTINUOUS_OPTIMIZERS = ("lgso", "gradient")
 #: Flat names of the ``[continuous]`` keys (only written to a journal by continuous studies).
 CONTINUOUS_KEYS = ("stack_technology", "stack_backend", "absorber_range", "active_range", "stack_start", "max_depth_mm", "iterations",
-                   "samples_per_point", "lgso_model", "radius", "learning_rate", "refit_every")
+                   "samples_per_point", "lgso_model", "radius", "learning_rate", "refit_every", "cell_range",
+                   "window_range", "pileup_radius_mm")
 LGSO_MODELS = ("flow", "gan")
 STACK_BACKENDS = ("parametric", "geant4")
 #: ``[optimizer] acquisition`` of the GP (surrogates.acquisition.ACQUISITIONS) and ``noise``
@@ -182,6 +191,15 @@ class StudyConfig:
     radius: float = 0.2
     learning_rate: float = 0.1
     refit_every: int = 3
+    cell_range: tuple[float, ...] = ()
+    window_range: tuple[float, ...] = ()
+    pileup_radius_mm: float = 0.0
+
+    @property
+    def stack_parameters(self) -> tuple[str, ...]:
+        """The optimised parameters of a continuous study (:data:`diffcalo.design_gradient.PARAMETERS`)."""
+        return ("absorber_mm", "active_mm") + (("cell_mm",) if self.cell_range else ()) + \
+            (("window_sigmas",) if self.window_range else ())
 
     @property
     def continuous(self) -> bool:
@@ -226,14 +244,15 @@ _SECTIONS = {
                   "reevaluate_seeds"},
     "executor": {"kind", "workers", "scheduler"},
     "continuous": {"technology", "backend", "absorber_mm", "active_mm", "start", "max_depth_mm", "iterations", "samples", "model",
-                   "radius", "learning_rate", "refit_every"},
+                   "radius", "learning_rate", "refit_every", "cell_mm", "window_sigmas", "pileup_radius_mm"},
 }
 _RENAME = {("budget", "total"): "budget", ("optimizer", "kind"): "optimizer", ("executor", "kind"): "executor",
            ("wall", "layout"): "layout", ("continuous", "technology"): "stack_technology",
            ("continuous", "backend"): "stack_backend",
            ("continuous", "absorber_mm"): "absorber_range", ("continuous", "active_mm"): "active_range",
            ("continuous", "start"): "stack_start", ("continuous", "samples"): "samples_per_point",
-           ("continuous", "model"): "lgso_model"}
+           ("continuous", "model"): "lgso_model", ("continuous", "cell_mm"): "cell_range",
+           ("continuous", "window_sigmas"): "window_range"}
 #: TOML name of each flat [continuous] key, for error messages.
 _CONTINUOUS_TOML = {flat: f"continuous.{toml}" for (sec, toml), flat in _RENAME.items() if sec == "continuous"}
 
@@ -364,7 +383,7 @@ def _validated_continuous(d: dict) -> None:
     default = StudyConfig()
     key = lambda k: _CONTINUOUS_TOML.get(k, f"continuous.{k}")      # noqa: E731
     if d["optimizer"] not in CONTINUOUS_OPTIMIZERS:
-        for k in ("absorber_range", "active_range", "stack_start"):
+        for k in ("absorber_range", "active_range", "stack_start", "cell_range", "window_range"):
             if isinstance(d[k], list):
                 d[k] = tuple(d[k])
         norm = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v      # noqa: E731
@@ -398,23 +417,52 @@ def _validated_continuous(d: dict) -> None:
         if not lo < hi:
             raise _fail(key(k), v, "[low, high] in mm with 0 < low < high")
         d[k] = (lo, hi)
+    sizes = t.cell_sizes_mm or (t.module_mm,)
+    d["pileup_radius_mm"] = check_number(key("pileup_radius_mm"), d["pileup_radius_mm"], 0.0, 3700.0, unit="mm")
+    if d["pileup_radius_mm"] and d["pileup_radius_mm"] < 2 * t.module_mm + 3 * max(sizes):
+        raise _fail(key("pileup_radius_mm"), d["pileup_radius_mm"], f"0 (no pile-up) or >= "
+                    f"{2 * t.module_mm + 3 * max(sizes):g} mm (the window clear of the 4 x 4-module beam hole)")
+    for k, lo_ok, hi_ok, unit in (("cell_range", min(sizes), max(sizes), "mm"), ("window_range", 0.1, 100.0, "time resolutions")):
+        v = d[k]
+        if v in ((), []):
+            d[k] = ()
+            continue
+        if not (isinstance(v, (list, tuple)) and len(v) == 2):
+            raise _fail(key(k), v, f"[low, high] ({unit}) within [{lo_ok:g}, {hi_ok:g}], or [] (not optimised)")
+        lo = check_number(f"{key(k)}[0]", v[0], lo_ok, hi_ok, unit=unit)
+        hi = check_number(f"{key(k)}[1]", v[1], lo_ok, hi_ok, unit=unit)
+        if not lo < hi:
+            raise _fail(key(k), v, f"[low, high] with low < high, within [{lo_ok:g}, {hi_ok:g}] {unit}")
+        d[k] = (lo, hi)
+    if d["window_range"] and not d["pileup_radius_mm"]:
+        raise _fail(key("window_range"), list(d["window_range"]), "[] without pile-up (the time window only trades "
+                    "signal against pile-up): set continuous.pileup_radius_mm")
+    if (d["window_range"] or d["pileup_radius_mm"]) and d["stack_backend"] == "geant4":
+        raise _fail(key("stack_backend"), d["stack_backend"], "'parametric' with pile-up or a time window "
+                    "(the Geant4 backend simulates no pile-up)")
+    names = ["absorber_mm", "active_mm"] + (["cell_mm"] if d["cell_range"] else []) + \
+        (["window_sigmas"] if d["window_range"] else [])
+    ranges = [d["absorber_range"], d["active_range"]] + ([d["cell_range"]] if d["cell_range"] else []) + \
+        ([d["window_range"]] if d["window_range"] else [])
+    default_start = {"absorber_mm": nominal[0], "active_mm": nominal[1], "cell_mm": float(min(sizes)),
+                     "window_sigmas": 3.0}
     start = d["stack_start"]
     if start in ((), []):
-        start = nominal
-    if not (isinstance(start, (list, tuple)) and len(start) == 2):
-        raise _fail(key("stack_start"), start, "[absorber_mm, active_mm]")
-    start = tuple(check_number(f"{key('stack_start')}[{i}]", v, 0.0, 1000.0, strict=True, unit="mm")
-                  for i, v in enumerate(start))
-    for i, k in enumerate(("absorber_range", "active_range")):
-        if not d[k][0] <= start[i] <= d[k][1]:
-            raise _fail(key("stack_start"), list(start), f"within {key(k)} = {list(d[k])}")
+        start = tuple(min(max(default_start[n], r[0]), r[1]) for n, r in zip(names, ranges))
+    if not (isinstance(start, (list, tuple)) and len(start) == len(names)):
+        raise _fail(key("stack_start"), start, "[" + ", ".join(names) + "] (one value per optimised parameter)")
+    start = tuple(check_number(f"{key('stack_start')}[{i}]", v, 0.0, 1000.0, strict=True, unit=n.rsplit("_", 1)[-1])
+                  for i, (v, n) in enumerate(zip(start, names)))
+    for i, (n, r) in enumerate(zip(names, ranges)):
+        if not r[0] <= start[i] <= r[1]:
+            raise _fail(key("stack_start"), list(start), f"{n} = {start[i]:g} within its bounds {list(r)}")
     d["stack_start"] = start
     layers = int(t.summary()["n_layers"])
     d["max_depth_mm"] = check_number(key("max_depth_mm"), d["max_depth_mm"], 0.0, 1e5, unit="mm")
     depth = d["max_depth_mm"] or layers * sum(nominal)
-    if layers * sum(start) > depth * (1 + 1e-9):
+    if layers * sum(start[:2]) > depth * (1 + 1e-9):
         raise _fail(key("stack_start"), list(start), f"a stack within the depth limit: {layers} layers x "
-                    f"({start[0]:g} + {start[1]:g}) mm = {layers * sum(start):g} mm > {depth:g} mm")
+                    f"({start[0]:g} + {start[1]:g}) mm = {layers * sum(start[:2]):g} mm > {depth:g} mm")
     check_choice(key("stack_backend"), d["stack_backend"], STACK_BACKENDS)
     if d["stack_backend"] == "geant4" and d["optimizer"] != "lgso":
         raise _fail(key("stack_backend"), d["stack_backend"], f"'parametric' for optimizer.kind = {d['optimizer']!r} "

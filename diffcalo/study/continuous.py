@@ -1,5 +1,6 @@
-r"""Continuous stack studies: the absorber and active thickness of one technology's layers, optimised by
-L-GSO (``[optimizer] kind = "lgso"``, the simulator as a black box) or by direct gradients through the
+r"""Continuous stack studies: the absorber and active thickness of one technology's layers (and optionally
+its cell size and, with pile-up, the per-cell time window's half-width), optimised by L-GSO
+(``[optimizer] kind = "lgso"``, the simulator as a black box) or by direct gradients through the
 relaxed simulator (``kind = "gradient"``).
 
 The problem is :func:`diffcalo.design_gradient.stack_problem` for ``[continuous] technology``, photons
@@ -7,10 +8,16 @@ log-uniform in ``[samples] photon_energy``: per photon, y = the 3 x 3 window ene
 section divided by E and x = (ln E, the impact offset in the cell); the frozen reconstruction is a linear
 calibration w of the section energies, and the objective is E (w . y - 1)^2 (the relative energy error
 squared: resolution squared plus bias squared, averaged over the spectrum). The depth limit
-``layers x (absorber + active) <= max_depth_mm`` is the known constraint every proposal meets.
+``layers x (absorber + active) <= max_depth_mm`` is the known constraint every proposal meets. With
+``pileup_radius_mm`` > 0 the photons hit an LHCb-size wall at that distance from the beam with the
+pile-up of ``study.collisions`` overlaid; the calibration then has a pedestal and the objective is the
+pseudo-Huber loss of E_rec / E - 1 (its square root the core resolution; see
+:mod:`diffcalo.design_gradient`). ``cell_mm`` and ``window_sigmas`` add the cell size and the time window
+to the design (journal designs then carry those keys too).
 
-The optimisers work in units of the technology's own thicknesses (u = psi / psi_nominal, so ``radius``
-and ``learning_rate`` are fractions of them); the journal records every simulator call's design in mm.
+The optimisers work in units of the problem's nominal design (u = psi / psi_nominal: the technology's
+thicknesses, its smallest cell, 3 resolutions; so ``radius`` and ``learning_rate`` are fractions of
+them); the journal records every simulator call's design in mm (and resolutions).
 
 L-GSO (:class:`surrogates.lgso.LGSO`). Each iteration is one journal batch: the points it asks for
 (Latin hypercube in the trust region, the centre last), each simulated with ``samples`` photons by a
@@ -45,38 +52,43 @@ from diffcalo.study.config import StudyConfig, require_study_config
 __all__ = ["run_continuous", "simulate_call", "gradient_call", "geant4_rows", "stack_of", "continuous_summary",
            "write_continuous_report", "rms_label"]
 
-PARAMETERS = ("absorber_mm", "active_mm")
-
-
 @functools.lru_cache(maxsize=8)
-def _stack(technology, energy, max_depth_mm, bounds):
+def _stack(technology, energy, max_depth_mm, bounds, parameters, pileup_radius_mm, collisions):
     import dataclasses
 
     from diffcalo.design_gradient import stack_problem
 
-    prob = stack_problem(technology, energy_gev=energy, max_depth_mm=max_depth_mm or None)
+    pileup = None
+    if pileup_radius_mm:
+        from diffcalo.pileup import PileupModel
+
+        pileup = PileupModel.default(collisions_per_crossing=collisions)
+    prob = stack_problem(technology, energy_gev=energy, max_depth_mm=max_depth_mm or None, parameters=parameters,
+                         pileup=pileup, position_mm=(pileup_radius_mm, 0.0))
     return dataclasses.replace(prob, bounds=bounds)
 
 
 def stack_of(config: StudyConfig):
     """The :class:`~diffcalo.design_gradient.StackProblem` of a continuous study (cached per process)."""
     cfg = require_study_config(config)
-    return _stack(cfg.stack_technology, tuple(cfg.photon_energy), float(cfg.max_depth_mm),
-                  (tuple(cfg.absorber_range), tuple(cfg.active_range)))
+    bounds = (tuple(cfg.absorber_range), tuple(cfg.active_range)) + \
+        ((tuple(cfg.cell_range),) if cfg.cell_range else ()) + ((tuple(cfg.window_range),) if cfg.window_range else ())
+    return _stack(cfg.stack_technology, tuple(cfg.photon_energy), float(cfg.max_depth_mm), bounds,
+                  cfg.stack_parameters, float(cfg.pileup_radius_mm), float(cfg.collisions))
+
+
+def _names(design) -> tuple[str, ...]:
+    from diffcalo.design_gradient import PARAMETERS
+
+    return tuple(k for k in PARAMETERS if k in design)
 
 
 def _psi(design) -> np.ndarray:
-    return np.array([float(design[k]) for k in PARAMETERS])
+    return np.array([float(design[k]) for k in _names(design)])
 
 
-def _design(psi) -> dict:
-    return {k: float(v) for k, v in zip(PARAMETERS, psi)}
-
-
-def _calibration(y) -> np.ndarray:
-    """Least-squares section weights w with w . y ~ 1 (the linear reconstruction)."""
-    w, *_ = np.linalg.lstsq(np.asarray(y, float), np.ones(len(y)), rcond=None)
-    return w
+def _design(psi, names) -> dict:
+    return {k: float(v) for k, v in zip(names, psi)}
 
 
 def geant4_rows(config: StudyConfig, psi, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,10 +105,11 @@ def geant4_rows(config: StudyConfig, psi, n: int, seed: int) -> tuple[np.ndarray
     loge = rng.uniform(lo, hi, n)
     off = rng.uniform(-0.5, 0.5, (n, 2))
     tech = prob.detector.technologies[prob.region].with_thickness(absorber_mm=float(psi[0]), active_mm=float(psi[1]))
+    cell = float(psi[prob.parameters.index("cell_mm")]) if "cell_mm" in prob.parameters else prob.cell_mm
     e = np.exp(loge)
-    parts = dict(pid=np.full(n, 22), energy=e, x=off[:, 0] * prob.cell_mm, y=off[:, 1] * prob.cell_mm,
+    parts = dict(pid=np.full(n, 22), energy=e, x=off[:, 0] * cell, y=off[:, 1] * cell,
                  tx=np.zeros(n), ty=np.zeros(n))
-    out = run_geant4(tech, prob.cell_mm, parts, seed=int(seed), window=prob.window, executor="inprocess",
+    out = run_geant4(tech, cell, parts, seed=int(seed), window=prob.window, executor="inprocess",
                      progress=False)
     y = out["cells"].sum(axis=(2, 3)) / e[:, None]
     return np.concatenate([loge[:, None], off], axis=1), y
@@ -109,12 +122,13 @@ def simulate_call(config: StudyConfig, design: dict, seed: int) -> dict:
     import jax
 
     cfg = require_study_config(config)
+    prob = stack_of(cfg)
     if cfg.stack_backend == "geant4":
         x, y = geant4_rows(cfg, _psi(design), cfg.samples_per_point, seed)
     else:
-        _, x, y = stack_of(cfg).simulate_rows(jax.random.key(seed), _psi(design), cfg.samples_per_point)
-    w = _calibration(y)
-    rms = float(np.sqrt(np.mean((y @ w - 1.0) ** 2)))
+        _, x, y = prob.simulate_rows(jax.random.key(seed), _psi(design), cfg.samples_per_point)
+    w = prob.calibrate(x, y)
+    rms = float(np.sqrt(np.mean(prob.loss(np.asarray(prob.residual(w, x, y))))))
     return dict(fom=rms, cost=None, metrics=dict(rms=rms, response=float(np.mean(y.sum(axis=1)))),
                 rows=dict(x=np.asarray(x, np.float32), y=np.asarray(y, np.float32)))
 
@@ -142,7 +156,7 @@ def _space(cfg):
     """(nominal psi, start u, bounds in u, constraint in u) of a continuous study."""
     prob = stack_of(cfg)
     nominal = np.asarray(prob.psi0, float)
-    bounds = np.array([cfg.absorber_range, cfg.active_range], float) / nominal[:, None]
+    bounds = np.array(prob.bounds, float) / nominal[:, None]
     u0 = np.asarray(cfg.stack_start, float) / nominal
 
     def constraint(u):
@@ -246,9 +260,9 @@ def _drive_lgso(cfg, journal, run_dir, executor, progress, log, objective) -> No
         for k in range(last + 1):
             opt.add_rows(*_told(cfg, run_dir, batches[k], nominal))
         start = last + 1
-        log(f"resume: L-GSO restored after iteration {last} (centre {_design(opt.centre * nominal)})")
+        log(f"resume: L-GSO restored after iteration {last} (centre {_design(opt.centre * nominal, prob.parameters)})")
     else:
-        opt = LGSO(u0, prob.objective(np.ones(prob.n_sections)), y_dim=prob.n_sections, x_dim=3,
+        opt = LGSO(u0, prob.objective(prob.identity_calibration()), y_dim=prob.n_sections, x_dim=3,
                    bounds=bounds, radius=cfg.radius, samples_per_point=cfg.samples_per_point, model=cfg.lgso_model,
                    seed=cfg.seed, **opts)
         start = 0
@@ -266,7 +280,8 @@ def _drive_lgso(cfg, journal, run_dir, executor, progress, log, objective) -> No
                 rows = batches[k]
                 _same_points(rows, points * nominal, f"{journal.path} batch {k}")
             else:
-                journal.add([_design(p * nominal) for p in points], [_seed(cfg, k, j) for j in range(len(points))],
+                journal.add([_design(p * nominal, prob.parameters) for p in points],
+                            [_seed(cfg, k, j) for j in range(len(points))],
                             batch=k)
                 rows = [r for r in journal.records() if r["batch"] == k]
             rows = _run_rows(rows, journal, executor, fn, cfg, bar, log, keep=keep)
@@ -275,13 +290,15 @@ def _drive_lgso(cfg, journal, run_dir, executor, progress, log, objective) -> No
             if centre["status"] != "done":
                 raise StudyError(f"evaluation {centre['id']} (the trust region's centre, iteration {k}) failed: "
                                  f"{centre.get('error')}; the step cannot be judged without it")
-            cal = _calibration(y[-len(y) // sum(r["status"] == "done" for r in rows):])   # the centre: the last call
+            m = len(y) // sum(r["status"] == "done" for r in rows)
+            cal = prob.calibrate(x[-m:], y[-m:])                  # the centre: the last call
             opt.set_objective(prob.objective(cal))
             record = opt.tell(psi_u, x, y)
             if record is None:
                 raise StudyError(f"iteration {k}: the optimiser did not complete (the centre's rows were not told)")
             journal.set_meta(f"iteration_{k:04d}", dict(state=opt.to_dict(replay=False), calibration=cal.tolist(),
-                                                        record=_plain(record, nominal)))
+                                                        record=_plain(record, nominal),
+                                                        parameters=list(prob.parameters)))
             if opt.model is not None:
                 (run_dir / "surrogates").mkdir(exist_ok=True)
                 np.savez(run_dir / "surrogates" / f"{k:04d}.npz",
@@ -313,6 +330,7 @@ def _drive_gradient(cfg, journal, run_dir, executor, progress, log, objective) -
     from surrogates.gradient import GradientDescent
 
     nominal, u0, bounds, constraint = _space(cfg)
+    names = stack_of(cfg).parameters
     opt = GradientDescent(u0, optimizer=optax.adam(cfg.learning_rate), bounds=bounds, max_step=cfg.radius,
                           constraint=constraint)
     fn = objective or gradient_call
@@ -326,7 +344,7 @@ def _drive_gradient(cfg, journal, run_dir, executor, progress, log, objective) -
                 rows = batches[k]
                 _same_points(rows, opt.ask()[None] * nominal, f"{journal.path} step {k}")
             else:
-                journal.add([_design(opt.ask() * nominal)], [_seed(cfg, k, 0)], batch=k)
+                journal.add([_design(opt.ask() * nominal, names)], [_seed(cfg, k, 0)], batch=k)
                 rows = [r for r in journal.records() if r["batch"] == k]
             if rows[0]["status"] != "done":
                 rows = _run_rows(rows, journal, executor,
@@ -353,7 +371,8 @@ def continuous_summary(journal) -> dict:
         k = 0
         while (meta := journal.get_meta(f"iteration_{k:04d}")) is not None:
             rec = meta["record"]
-            path.append(dict(iteration=k, design=_design(rec["centre_mm"]), value=rec["value"], sem=rec["sem"],
+            path.append(dict(iteration=k, design=_design(rec["centre_mm"], cfg.stack_parameters), value=rec["value"],
+                             sem=rec["sem"],
                              accepted=rec["accepted"], radius=rec["radius"], calibration=meta["calibration"]))
             k += 1
     else:
@@ -363,13 +382,14 @@ def continuous_summary(journal) -> dict:
     return dict(config=cfg, path=path, calls=len(journal.records("done")))
 
 
-def rms_label(value: float, sem: float) -> str:
+def rms_label(value: float, sem: float, core: bool = False) -> str:
     """The objective E (E_rec/E - 1)^2 as its square root in per cent with the propagated error:
-    "rms E_rec/E - 1 = 4.37 ± 0.22 %"."""
+    "rms E_rec/E - 1 = 4.37 ± 0.22 %" ("core rms" for the pseudo-Huber objective with pile-up)."""
     from diffcalo.metrics import format_measurement
 
     r = math.sqrt(max(value, 0.0))
-    return f"rms E_rec/E - 1 = {format_measurement(100 * r, 100 * sem / (2 * r) if r > 0 else math.inf)} %"
+    return (f"{'core rms' if core else 'rms'} E_rec/E - 1 = "
+            f"{format_measurement(100 * r, 100 * sem / (2 * r) if r > 0 else math.inf)} %")
 
 
 def write_continuous_report(run_dir) -> pathlib.Path:
@@ -389,21 +409,31 @@ def write_continuous_report(run_dir) -> pathlib.Path:
     prob = stack_of(cfg)
     what = ("L-GSO (a " + {"flow": "flow-matching", "gan": "Cramér-GAN"}[cfg.lgso_model] + " surrogate)"
             if cfg.optimizer == "lgso" else "gradient descent through the relaxed simulator")
+    extra = [n for n in prob.parameters if n not in ("absorber_mm", "active_mm")]
+    label = {"cell_mm": "cell (mm)", "window_sigmas": "time window (sigma_t)"}
+    also = "".join({"cell_mm": ", and the cell size", "window_sigmas": ", and the time window's half-width"}[n]
+                   for n in extra)
+    loss = ("objective E (E_rec / E - 1)^2 (resolution squared plus bias squared)" if prob.huber_delta is None else
+            f"objective the mean pseudo-Huber loss (delta {prob.huber_delta:g}) of E_rec / E - 1 (its square root "
+            f"the core resolution), the calibration with a pedestal")
+    pile = (f" Pile-up of {cfg.collisions:g} collisions per crossing at ({prob.position_mm[0]:g}, "
+            f"{prob.position_mm[1]:g}) mm from the beam." if prob.pileup is not None else "")
     lines = [f"# Continuous study report: {cfg.name}", "",
              f"The absorber and active thickness of every {cfg.stack_technology} layer ({prob.n_layers} layers, depth "
-             f"<= {prob.max_depth_mm:g} mm), optimised by {what} for the photon energy resolution of a linear "
-             f"calibration of the section energies: objective E (E_rec / E - 1)^2 (resolution squared plus bias "
-             f"squared) for photons of {cfg.photon_energy[0]:g}-{cfg.photon_energy[1]:g} GeV, "
-             f"{cfg.samples_per_point} per simulator call; {s['calls']} calls.", ""]
+             f"<= {prob.max_depth_mm:g} mm){also}, optimised by {what} for the photon energy resolution of a linear "
+             f"calibration of the section energies: {loss} for photons of {cfg.photon_energy[0]:g}-"
+             f"{cfg.photon_energy[1]:g} GeV, {cfg.samples_per_point} per simulator call; {s['calls']} calls.{pile}", ""]
     if not path:
         lines.append("No completed iteration yet.")
         return write_text_atomic(run_dir / "report.md", "\n".join(lines) + "\n")
-    lines += ["| iteration | absorber (mm) | active (mm) | objective (10^-3) | rms E_rec/E - 1 (%) |" +
-              (" step |" if cfg.optimizer == "lgso" else ""),
-              "|---:|---:|---:|---:|---:|" + ("---|" if cfg.optimizer == "lgso" else "")]
+    what_rms = "rms E_rec/E - 1 (%)" if prob.huber_delta is None else "core rms E_rec/E - 1 (%)"
+    lines += ["| iteration | absorber (mm) | active (mm) |" + "".join(f" {label[n]} |" for n in extra) +
+              f" objective (10^-3) | {what_rms} |" + (" step |" if cfg.optimizer == "lgso" else ""),
+              "|---:|---:|---:|" + "---:|" * len(extra) + "---:|---:|" + ("---|" if cfg.optimizer == "lgso" else "")]
     for p in path:
         rms = math.sqrt(max(p["value"], 0.0))
-        lines.append(f"| {p['iteration']} | {p['design']['absorber_mm']:.3f} | {p['design']['active_mm']:.3f} | "
+        lines.append(f"| {p['iteration']} | {p['design']['absorber_mm']:.3f} | {p['design']['active_mm']:.3f} | " +
+                     "".join(f"{p['design'][n]:.3g} | " for n in extra) +
                      f"{format_measurement(1e3 * p['value'], 1e3 * p['sem'])} | "
                      f"{format_measurement(100 * rms, 100 * p['sem'] / (2 * rms) if rms else math.inf)} |" +
                      (f" {'accepted' if p['accepted'] else 'rejected'} |" if cfg.optimizer == "lgso" else ""))
@@ -413,9 +443,11 @@ def write_continuous_report(run_dir) -> pathlib.Path:
     verdict = (f"better than the start by {format_measurement(1e3 * diff, 1e3 * err)} x 10^-3 ({diff / err:.1f} sigma)"
                if err > 0 and diff > 3 * err else
                f"a tie with the start (difference {format_measurement(1e3 * diff, 1e3 * err)} x 10^-3, below 3 sigma)")
-    lines += ["", f"Start: {rms_label(first['value'], first['sem'])}. Last centre: absorber "
-              f"{last['design']['absorber_mm']:.3f} mm, active {last['design']['active_mm']:.3f} mm, "
-              f"{rms_label(last['value'], last['sem'])}: {verdict}.", "", "![path](path.png)", ""]
+    core = prob.huber_delta is not None
+    lines += ["", f"Start: {rms_label(first['value'], first['sem'], core)}. Last centre: absorber "
+              f"{last['design']['absorber_mm']:.3f} mm, active {last['design']['active_mm']:.3f} mm" +
+              "".join(f", {label[n]} {last['design'][n]:.3g}" for n in extra) +
+              f", {rms_label(last['value'], last['sem'], core)}: {verdict}.", "", "![path](path.png)", ""]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     it = [p["iteration"] for p in path]
     a1.errorbar(it, [p["value"] for p in path], yerr=[p["sem"] for p in path], marker="o", ms=3, capsize=2)
