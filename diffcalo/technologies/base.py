@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from diffcalo.materials import StackProperties, get_material, stack_properties
+from diffcalo.materials import StackProperties, get_material, sampling_thickness_factor, stack_properties
 from diffcalo.technologies.calibration import Calibration
 
 __all__ = ["Block", "Technology", "validate_cell_size"]
@@ -92,7 +92,10 @@ class Technology:
         noise_gev: electronic noise per channel in GeV (EM scale).
         constant_term: relative constant term b of sigma/E (per shower).
         sampling_term: stochastic sampling term a in sqrt(GeV); ``None`` = from the stack with
-            a = k sqrt(d_active / f_mip) (Fabjan-Gianotti). Set it for fibre (SpaCal) modules.
+            a = k sqrt(d_active / f_mip) (Fabjan-Gianotti). Set it for fibre (SpaCal) modules. Either
+            belongs to the stack as defined (and calibrated): a copy with other thicknesses
+            (:meth:`with_thickness`) scales it by :func:`sampling_thickness_factor`, the dependence
+            measured with Geant4 (``studies/sampling_term_geant4``).
         time_stochastic_ns: A in sigma_t = A / sqrt(E/GeV) (+) B, in ns.
         time_constant_ns: B in ns.
         threshold_gev: zero-suppression threshold per channel in realistic mode (GeV).
@@ -114,6 +117,9 @@ class Technology:
     #: The sampling fraction of the stack ``light_yield_pe_per_gev`` was given for (set by
     #: :meth:`with_thickness`; None: this stack's own).
     light_yield_sampling_fraction: float | None = dataclasses.field(default=None, metadata=dict(static=True))
+    #: (absorber per layer in X0, f_mip, sampling term before calibration) of the stack the sampling term
+    #: was given / calibrated for (set by :meth:`with_thickness`; None: this stack's own).
+    sampling_reference: tuple[float, float, float] | None = dataclasses.field(default=None, metadata=dict(static=True))
     noise_gev: float = dataclasses.field(default=0.0, metadata=dict(static=True))
     constant_term: float = dataclasses.field(default=0.0, metadata=dict(static=True))
     sampling_term: float | None = dataclasses.field(default=None, metadata=dict(static=True))
@@ -224,11 +230,22 @@ class Technology:
                                  n_layers=self.n_layers)
         if self.sampling_term is not None:
             props = dataclasses.replace(props, sampling_term=jnp.asarray(self.sampling_term))
+        if self.sampling_reference is not None:
+            t_ref, f_ref, a_ref = self.sampling_reference
+            factor = sampling_thickness_factor(self._absorber_x0_per_layer(), props.mip_fraction) / \
+                sampling_thickness_factor(t_ref, f_ref)
+            props = dataclasses.replace(props, sampling_term=a_ref * factor)
         cal = self.calibrated
         if cal.sampling_fraction_scale != 1.0 or cal.sampling_term_scale != 1.0:
             props = dataclasses.replace(props, sampling_fraction=props.sampling_fraction * cal.sampling_fraction_scale,
                                         sampling_term=props.sampling_term * cal.sampling_term_scale)
         return props
+
+    def _absorber_x0_per_layer(self):
+        """Passive material per layer in radiation lengths (absorber and gaps, averaged over the layers)."""
+        t = sum(b.count * (jnp.asarray(b.absorber_mm) / get_material(b.absorber).x0_mm
+                           + b.gap_mm / get_material("air").x0_mm) for b in self.stack)
+        return t / self.n_layers
 
     def layer_depths(self):
         """Cumulative layer boundaries: (t_edges [n_layers+1] in X0, z_edges [n_layers+1] in mm).
@@ -310,10 +327,15 @@ class Technology:
             for b in self.stack
         )
         ref = self.light_yield_sampling_fraction
-        if ref is None and self.light_yield_pe_per_gev > 0:
-            with jax.ensure_compile_time_eval():          # this (concrete) stack's own, also inside a jit trace
+        sref = self.sampling_reference
+        with jax.ensure_compile_time_eval():              # this (concrete) stack's own, also inside a jit trace
+            if ref is None and self.light_yield_pe_per_gev > 0:
                 ref = float(jnp.mean(self.layer_sampling_fraction()))
-        return dataclasses.replace(self, stack=blocks, light_yield_sampling_fraction=ref)
+            if sref is None and self._absorber_x0_per_layer() > 0:
+                props = self.effective_medium()
+                sref = (float(self._absorber_x0_per_layer()), float(props.mip_fraction),
+                        float(props.sampling_term) / self.calibrated.sampling_term_scale)
+        return dataclasses.replace(self, stack=blocks, light_yield_sampling_fraction=ref, sampling_reference=sref)
 
     def photoelectrons_per_gev(self):
         """Photo-electrons per GeV of EM-scale energy of this stack: ``light_yield_pe_per_gev`` times the
