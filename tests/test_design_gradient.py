@@ -135,7 +135,7 @@ def test_pileup_grows_with_cell_and_window_and_the_window_gradient(pileup_prob):
             assert float(np.mean(np.asarray(p.loss(p.residual(w + s * 0.02 * np.eye(2)[i] * abs(w[i]), x, y))))) > base
     vg = jax.jit(jax.value_and_grad(lambda q: p.expected(q, jnp.asarray(w, jnp.float32), KEY, n=1000)))
     g = np.asarray(vg(jnp.asarray(psi, jnp.float32))[1])
-    h = 0.2
+    h = 0.05                                        # the relaxed edge is curved: a short step
     fd = (float(vg(jnp.asarray(psi + h * np.eye(4)[3], jnp.float32))[0]) -
           float(vg(jnp.asarray(psi - h * np.eye(4)[3], jnp.float32))[0])) / (2 * h)
     assert fd == pytest.approx(g[3], rel=0.05, abs=1e-4), (fd, g)

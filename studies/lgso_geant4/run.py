@@ -172,7 +172,10 @@ def table():
              "gpbo": f"GP-BO, {len(gp['values'])} calls of {cfg.samples_per_point} showers",
              "parametric optimum": f"parametric scan, {len(scan['coarse']) + len(scan['fine'])} points",
              "parametric optimum, fixed light yield (superseded)": "the same scan before a thinner scintillator cost "
-                                                                  "photo-electrons (scan_before_light_yield_fix.json)"}
+                                                                  "photo-electrons (scan_before_light_yield_fix.json)",
+             "parametric optimum, PDG sampling term (superseded)": "the same scan with the PDG sampling term, before "
+                                                                   "its thickness dependence was fitted to Geant4 "
+                                                                   "(scan_before_sampling_term_fix.json)"}
     for name, r in chk.items():
         lines.append(f"| {name} | {r['psi'][0]:.2f} | {r['psi'][1]:.2f} | {rms_label(r['value'], r['sem'])} "
                      f"({r['showers']} showers) | {found[name]} |")
