@@ -1,11 +1,11 @@
-r"""Geant4 check of what the pile-up stack study's optimum owes to the signal alone.
+r"""Geant4 check of the pile-up stack study's designs, for the signal alone.
 
 The continuous study ``studies/configs/stack_pileup_gradient.toml`` (shashlik, photons of 2-50 GeV 1.5 m
-from the beam, 3 x 3 window of its cells, 40 pile-up collisions) moves the stack from 2 mm Pb + 4 mm
-scintillator to a thin one (~1.7 + 1.1 mm). Without pile-up the parametric simulator already prefers it:
-the photons arrive at 0.12 rad on a non-projective wall, so a shorter stack spreads the shower less
-across the window, and a lead-richer one has a smaller Moliere radius. Both are containment physics
-that Geant4 simulates from first principles; this script asks Geant4 the same question.
+from the beam, 3 x 3 window of its cells, 40 pile-up collisions, a per-cell time window) judges stacks
+by the parametric simulator. Its signal part (containment of photons arriving at 0.12 rad on the
+non-projective wall, the sampling term, photo-statistics) can be checked against Geant4 without pile-up;
+this script does so for the start, the thin stack an earlier version of the study ran to, and the two
+mixed designs.
 
 For each design (absorber, active) in mm, cells of 40.4 mm: ``--showers`` photons, E log-uniform in
 2-50 GeV, uniform in the module's lower-left cell 1.5 m from the beam, pointing from the interaction
@@ -17,7 +17,10 @@ E_rec / E - 1 (least squares) and the core rms (the study's pseudo-Huber objecti
 
     .venv/bin/python studies/stack_pileup/check_geant4.py [--showers 1500]
 
-Results: ``results/check_geant4.json``; rerunning reuses the designs already done.
+Results: ``results/check_geant4.json``; rerunning reuses the designs already done. Result (1500 showers,
+2e4 parametric clusters each): parametric / Geant4 rms 3.90 / 3.61 % (2 + 4 mm), 4.70 / 4.67 % (1.66 +
+1.1), 4.58 / 4.35 % (2 + 1.1), 4.43 / 4.33 % (1.66 + 4): the same ranking (the 2 + 4 mm stack best by
+far more than 3 sigma in both), the parametric 0-8 % above Geant4.
 """
 
 from __future__ import annotations
