@@ -174,6 +174,7 @@ def study_keys() -> list[Key]:
         NOISE_MODES,
         OPTIMIZERS,
         STACK_BACKENDS,
+        STACK_RECONSTRUCTIONS,
     )
 
     quoted = lambda names: ", ".join(f'"{n}"' for n in names)
@@ -277,6 +278,10 @@ def study_keys() -> list[Key]:
             "lgso: half-width of the trust-region box; gradient: the largest step."),
         Key("continuous.learning_rate", "learning_rate", "float", "0 ... 10", "x nominal thickness",
             "Adam's learning rate (in units of the technology's own thicknesses)."),
+        Key("continuous.reconstruction", "stack_reconstruction", "string", quoted(STACK_RECONSTRUCTIONS), "",
+            "The frozen reconstruction: a linear calibration of the section energies (with a pedestal under pile-up), "
+            "or the Flax energy network (diffcalo.design_gradient.NetCalibration), retrained at every refit (each "
+            "gradient refit, each L-GSO iteration on the centre's rows). A call's own fom stays the linear one."),
         Key("continuous.refit_every", "refit_every", "integer", "1 ... 10000", "steps",
             "gradient: refit the linear calibration every this many steps (lgso refits it at every iteration)."),
     ]

@@ -118,6 +118,25 @@ class NetCalibration:
     def tree_unflatten(cls, graphdef, children):
         return cls(graphdef, *children)
 
+    def to_dict(self) -> dict:
+        """A JSON-ready form (the parameters as lists; :meth:`from_dict` rebuilds it)."""
+        leaves = jax.tree_util.tree_leaves(self.state)
+        return dict(kind="energy_network", n_in=int(np.shape(self.mu)[-1]), hidden=int(np.shape(leaves[0])[-1]),
+                    leaves=[np.asarray(v, float).tolist() for v in leaves], mu=np.asarray(self.mu, float).tolist(),
+                    sd=np.asarray(self.sd, float).tolist())
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NetCalibration":
+        from flax import nnx
+
+        graphdef, state = nnx.split(_energy_net(int(d["n_in"]), int(d["hidden"]), nnx.Rngs(0)))
+        treedef = jax.tree_util.tree_structure(state)
+        leaves = [jnp.asarray(v, jnp.float32) for v in d["leaves"]]
+        if len(leaves) != treedef.num_leaves:
+            raise ValueError(f"energy network: {len(leaves)} parameter arrays, expected {treedef.num_leaves}")
+        return cls(graphdef, jax.tree_util.tree_unflatten(treedef, leaves), jnp.asarray(d["mu"], jnp.float32),
+                   jnp.asarray(d["sd"], jnp.float32))
+
     def energy(self, e):
         """Reconstructed energy from measured section energies e (..., S), GeV."""
         from flax import nnx
@@ -298,17 +317,25 @@ class StackProblem:
     def fit_network(self, psi, key, n: int = 20000, *, hidden: int = 32, steps: int = 2000, batch: int = 1024,
                     lr: float = 3e-3) -> NetCalibration:
         """Train the energy network (module docstring) at design ``psi`` on n clusters: Adam, ``steps``
-        mini-batches under one jitted ``lax.scan``, loss the mean squared relative energy error."""
+        mini-batches under one jitted ``lax.scan``, loss the objective's own loss of the relative energy
+        error (squared; pseudo-Huber with pile-up)."""
+        kd, kf = jax.random.split(key)
+        _, x, y = self.simulate_rows(kd, psi, n)
+        return self.fit_network_rows(x, y, kf, hidden=hidden, steps=steps, batch=batch, lr=lr)
+
+    def fit_network_rows(self, x, y, key, *, hidden: int = 32, steps: int = 2000, batch: int = 1024,
+                         lr: float = 3e-3) -> NetCalibration:
+        """:meth:`fit_network` on given rows (x, y) of one design."""
         from flax import nnx
 
-        kd, kn, kb = jax.random.split(key, 3)
-        _, x, y = self.simulate_rows(kd, psi, n)
+        kn, kb = jax.random.split(key)
         e = jnp.asarray(y * np.exp(x[:, :1]), jnp.float32)
         e_true = jnp.asarray(np.exp(x[:, 0]), jnp.float32)
         logs = jnp.log(jnp.maximum(e, 1e-6))
         mu, sd = logs.mean(axis=0), logs.std(axis=0) + 1e-6
         graphdef, state = nnx.split(_energy_net(e.shape[1], hidden, nnx.Rngs(int(jax.random.randint(kn, (), 0, 2 ** 30)))))
-        return _train_net(NetCalibration(graphdef, state, mu, sd), e, e_true, kb, int(steps), int(batch), float(lr))
+        return _train_net(NetCalibration(graphdef, state, mu, sd), e, e_true, kb, int(steps), int(batch), float(lr),
+                          self.huber_delta)
 
     def objective(self, calibration):
         """The per-cluster objective R(y, x) = loss(E_rec / E - 1) ((E_rec / E - 1)^2 without pile-up) for
@@ -346,15 +373,15 @@ def _expected_from_cal(problem, psi, cal, key, n):
     return jnp.mean(jax.vmap(lambda yy, xx: _loss(relative_energy(cal, yy, xx) - 1.0, problem.huber_delta))(y, x))
 
 
-@functools.partial(jax.jit, static_argnums=(4, 5, 6))
-def _train_net(cal, e, e_true, key, steps, batch, lr):
+@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7))
+def _train_net(cal, e, e_true, key, steps, batch, lr, delta=None):
     import optax
 
     tx = optax.adam(lr)
 
     def loss(state, idx):
         c = NetCalibration(cal.graphdef, state, cal.mu, cal.sd)
-        return jnp.mean((c.energy(e[idx]) / e_true[idx] - 1.0) ** 2)
+        return jnp.mean(_loss(c.energy(e[idx]) / e_true[idx] - 1.0, delta))
 
     def step(carry, k):
         state, opt = carry

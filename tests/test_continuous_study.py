@@ -162,3 +162,28 @@ def test_pileup_study_with_cell_size_and_time_window(tmp_path):
     assert len(rows) == 2 * 4 + 1 and all(set(r["design"]) == set(cfg.stack_parameters) for r in rows)
     assert all(40.4 <= r["design"]["cell_mm"] <= 80.0 and 1.0 <= r["design"]["window_sigmas"] <= 8.0 for r in rows)
     assert meta["parameters"] == list(cfg.stack_parameters) and len(meta["record"]["proposal_mm"]) == 4
+
+
+def test_energy_network_as_the_reconstruction(tmp_path):
+    """reconstruction = "network": the gradient study trains the Flax energy network at a refit, stores it
+    in the step's metrics and differentiates the next step through the stored network (recomputed from
+    the journal: the same value); an L-GSO iteration keeps its network in the iteration's meta."""
+    from diffcalo.design_gradient import NetCalibration
+    from diffcalo.study.continuous import reconstruction
+
+    cfg = _cfg("gradient", iterations=2, reconstruction="network")
+    j = run_continuous(cfg, tmp_path / "g", progress=False, log=lambda m: None)
+    recs = j.records()
+    j.close()
+    assert [r["metrics"]["refit"] for r in recs] == [True, False]
+    stored = recs[0]["metrics"]["calibration"]
+    assert stored["kind"] == "energy_network" and recs[1]["metrics"]["calibration"] == stored
+    assert isinstance(reconstruction(stored), NetCalibration)
+    again = gradient_call(cfg, recs[1]["design"], recs[1]["seed"], calibration=stored)
+    assert again["fom"] == pytest.approx(recs[1]["fom"], rel=1e-6)
+    assert 0 < recs[1]["fom"] < 0.01                      # a trained network: about 4-6 % resolution, not 100 %
+    lg = run_continuous(_cfg("lgso", iterations=1, reconstruction="network"), tmp_path / "l", progress=False,
+                        log=lambda m: None)
+    meta = lg.get_meta("iteration_0000")
+    lg.close()
+    assert meta["calibration"]["kind"] == "energy_network" and np.isfinite(meta["record"]["value"])

@@ -70,6 +70,8 @@ Layout of a study file (every key optional except where noted; defaults in the d
     radius = 0.2                           # lgso: trust-region half-width; gradient: the largest step
     learning_rate = 0.1                    # Adam's, in units of the technology's own thicknesses
     refit_every = 3                        # gradient: refit the calibration every this many steps
+    reconstruction = "linear"              # the frozen reconstruction: "linear" (section weights) or
+                                           # "network" (the Flax energy network, retrained at each refit)
 
 Continuous studies (``optimizer.kind = "lgso"`` or ``"gradient"``, :mod:`diffcalo.study.continuous`)
 optimise the absorber and active thickness of one technology's layers (and optionally its cell size and,
@@ -123,10 +125,12 @@ EXECUTORS = ("inprocess", "process", "dask")
 OPTIMIZERS = ("gp", "random", "lgso", "gradient")
 #: The optimisers of continuous stack studies (:mod:`diffcalo.study.continuous`).
 CONTINUOUS_OPTIMIZERS = ("lgso", "gradient")
+#: The frozen reconstructions of continuous studies (:mod:`diffcalo.design_gradient`).
+STACK_RECONSTRUCTIONS = ("linear", "network")
 #: Flat names of the ``[continuous]`` keys (only written to a journal by continuous studies).
 CONTINUOUS_KEYS = ("stack_technology", "stack_backend", "absorber_range", "active_range", "stack_start", "max_depth_mm", "iterations",
                    "samples_per_point", "lgso_model", "radius", "learning_rate", "refit_every", "cell_range",
-                   "window_range", "pileup_radius_mm")
+                   "window_range", "pileup_radius_mm", "stack_reconstruction")
 LGSO_MODELS = ("flow", "gan")
 STACK_BACKENDS = ("parametric", "geant4")
 #: ``[optimizer] acquisition`` of the GP (surrogates.acquisition.ACQUISITIONS) and ``noise``
@@ -194,6 +198,7 @@ class StudyConfig:
     cell_range: tuple[float, ...] = ()
     window_range: tuple[float, ...] = ()
     pileup_radius_mm: float = 0.0
+    stack_reconstruction: str = "linear"
 
     @property
     def stack_parameters(self) -> tuple[str, ...]:
@@ -244,7 +249,8 @@ _SECTIONS = {
                   "reevaluate_seeds"},
     "executor": {"kind", "workers", "scheduler"},
     "continuous": {"technology", "backend", "absorber_mm", "active_mm", "start", "max_depth_mm", "iterations", "samples", "model",
-                   "radius", "learning_rate", "refit_every", "cell_mm", "window_sigmas", "pileup_radius_mm"},
+                   "radius", "learning_rate", "refit_every", "cell_mm", "window_sigmas", "pileup_radius_mm",
+                   "reconstruction"},
 }
 _RENAME = {("budget", "total"): "budget", ("optimizer", "kind"): "optimizer", ("executor", "kind"): "executor",
            ("wall", "layout"): "layout", ("continuous", "technology"): "stack_technology",
@@ -252,7 +258,7 @@ _RENAME = {("budget", "total"): "budget", ("optimizer", "kind"): "optimizer", ("
            ("continuous", "absorber_mm"): "absorber_range", ("continuous", "active_mm"): "active_range",
            ("continuous", "start"): "stack_start", ("continuous", "samples"): "samples_per_point",
            ("continuous", "model"): "lgso_model", ("continuous", "cell_mm"): "cell_range",
-           ("continuous", "window_sigmas"): "window_range"}
+           ("continuous", "window_sigmas"): "window_range", ("continuous", "reconstruction"): "stack_reconstruction"}
 #: TOML name of each flat [continuous] key, for error messages.
 _CONTINUOUS_TOML = {flat: f"continuous.{toml}" for (sec, toml), flat in _RENAME.items() if sec == "continuous"}
 
@@ -473,6 +479,7 @@ def _validated_continuous(d: dict) -> None:
     d["radius"] = check_number(key("radius"), d["radius"], 0.0, 10.0, strict=True, unit="(fraction of the nominal thickness)")
     d["learning_rate"] = check_number(key("learning_rate"), d["learning_rate"], 0.0, 10.0, strict=True)
     check_int(key("refit_every"), d["refit_every"], 1, 10_000)
+    check_choice(key("stack_reconstruction"), d["stack_reconstruction"], STACK_RECONSTRUCTIONS)
 
 
 def _within_reach(cfg: StudyConfig) -> StudyConfig:

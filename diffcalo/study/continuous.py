@@ -13,7 +13,10 @@ squared: resolution squared plus bias squared, averaged over the spectrum). The 
 pile-up of ``study.collisions`` overlaid; the calibration then has a pedestal and the objective is the
 pseudo-Huber loss of E_rec / E - 1 (its square root the core resolution; see
 :mod:`diffcalo.design_gradient`). ``cell_mm`` and ``window_sigmas`` add the cell size and the time window
-to the design (journal designs then carry those keys too).
+to the design (journal designs then carry those keys too). ``reconstruction = "network"`` replaces the
+linear calibration by the Flax energy network (:class:`diffcalo.design_gradient.NetCalibration`),
+retrained wherever the calibration would be refitted and stored in its JSON form (a gradient step's
+metrics, an L-GSO iteration's meta); a call's own fom stays the self-calibrated linear one.
 
 The optimisers work in units of the problem's nominal design (u = psi / psi_nominal: the technology's
 thicknesses, its smallest cell, 3 resolutions; so ``radius`` and ``learning_rate`` are fractions of
@@ -50,7 +53,7 @@ from diffcalo.errors import StudyError
 from diffcalo.study.config import StudyConfig, require_study_config
 
 __all__ = ["run_continuous", "simulate_call", "gradient_call", "geant4_rows", "stack_of", "continuous_summary",
-           "write_continuous_report", "rms_label"]
+           "write_continuous_report", "rms_label", "reconstruction"]
 
 @functools.lru_cache(maxsize=8)
 def _stack(technology, energy, max_depth_mm, bounds, parameters, pileup_radius_mm, collisions):
@@ -89,6 +92,31 @@ def _psi(design) -> np.ndarray:
 
 def _design(psi, names) -> dict:
     return {k: float(v) for k, v in zip(names, psi)}
+
+
+def reconstruction(stored):
+    """The frozen reconstruction from its stored (JSON) form: section weights (a list) or the energy
+    network (:meth:`diffcalo.design_gradient.NetCalibration.to_dict`)."""
+    from diffcalo.design_gradient import NetCalibration
+
+    if isinstance(stored, dict):
+        return NetCalibration.from_dict(stored)
+    return np.asarray(stored, float)
+
+
+def _stored(cal):
+    """The JSON form of a reconstruction (:func:`reconstruction` reads it back)."""
+    return cal.to_dict() if hasattr(cal, "to_dict") else np.asarray(cal, float).tolist()
+
+
+def _refit(cfg, prob, x, y, seed):
+    """The reconstruction refitted on rows (x, y) of one design: the linear calibration, or the energy
+    network (``[continuous] reconstruction``)."""
+    if cfg.stack_reconstruction == "network":
+        import jax
+
+        return prob.fit_network_rows(x, y, jax.random.key(seed))
+    return prob.calibrate(x, y)
 
 
 def geant4_rows(config: StudyConfig, psi, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -143,13 +171,17 @@ def gradient_call(config: StudyConfig, design: dict, seed: int, calibration=None
     key = jax.random.key(seed)
     n = cfg.samples_per_point
     psi = _psi(design)
-    cal = prob.fit_calibration(psi, jax.random.fold_in(key, 1), n) if calibration is None else np.asarray(calibration)
+    if calibration is None:
+        _, x, y = prob.simulate_rows(jax.random.fold_in(key, 1), psi, n)
+        cal = _refit(cfg, prob, x, y, seed)
+    else:
+        cal = reconstruction(calibration)
     value, value_err, grad, grad_err = prob.gradient_with_error(psi, cal, jax.random.fold_in(key, 2), n)
     if not (math.isfinite(value) and np.all(np.isfinite(grad))):
         raise FloatingPointError(f"objective {value!r}, gradient {grad.tolist()} at {design}")
     return dict(fom=float(value), cost=None,
                 metrics=dict(value_err=value_err, gradient=grad.tolist(), gradient_err=grad_err.tolist(),
-                             calibration=np.asarray(cal, float).tolist(), refit=calibration is None))
+                             calibration=_stored(cal), refit=calibration is None))
 
 
 def _space(cfg):
@@ -256,7 +288,7 @@ def _drive_lgso(cfg, journal, run_dir, executor, progress, log, objective) -> No
     if done_states:
         last = done_states[-1]
         meta = journal.get_meta(f"iteration_{last:04d}")
-        opt = LGSO.from_dict(meta["state"], prob.objective(meta["calibration"]), **opts)
+        opt = LGSO.from_dict(meta["state"], prob.objective(reconstruction(meta["calibration"])), **opts)
         for k in range(last + 1):
             opt.add_rows(*_told(cfg, run_dir, batches[k], nominal))
         start = last + 1
@@ -291,12 +323,12 @@ def _drive_lgso(cfg, journal, run_dir, executor, progress, log, objective) -> No
                 raise StudyError(f"evaluation {centre['id']} (the trust region's centre, iteration {k}) failed: "
                                  f"{centre.get('error')}; the step cannot be judged without it")
             m = len(y) // sum(r["status"] == "done" for r in rows)
-            cal = prob.calibrate(x[-m:], y[-m:])                  # the centre: the last call
+            cal = _refit(cfg, prob, x[-m:], y[-m:], _seed(cfg, k, 999))   # the centre: the last call
             opt.set_objective(prob.objective(cal))
             record = opt.tell(psi_u, x, y)
             if record is None:
                 raise StudyError(f"iteration {k}: the optimiser did not complete (the centre's rows were not told)")
-            journal.set_meta(f"iteration_{k:04d}", dict(state=opt.to_dict(replay=False), calibration=cal.tolist(),
+            journal.set_meta(f"iteration_{k:04d}", dict(state=opt.to_dict(replay=False), calibration=_stored(cal),
                                                         record=_plain(record, nominal),
                                                         parameters=list(prob.parameters)))
             if opt.model is not None:
@@ -348,7 +380,7 @@ def _drive_gradient(cfg, journal, run_dir, executor, progress, log, objective) -
                 rows = [r for r in journal.records() if r["batch"] == k]
             if rows[0]["status"] != "done":
                 rows = _run_rows(rows, journal, executor,
-                                 functools.partial(fn, calibration=None if refit else list(calibration)), cfg, bar, log)
+                                 functools.partial(fn, calibration=None if refit else calibration), cfg, bar, log)
             r = rows[0]
             if r["status"] != "done":
                 raise StudyError(f"evaluation {r['id']} (step {k}) failed: {r.get('error')}")
